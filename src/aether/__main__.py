@@ -1,0 +1,5 @@
+"""``python -m aether`` runs the ``aether`` command."""
+
+from aether.cli.main import main
+
+main()

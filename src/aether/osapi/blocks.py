@@ -1,0 +1,145 @@
+"""Private anonymous, page-aligned memory blocks with explicit protection.
+
+Python's ``mmap.mmap(-1, n)`` maps shared memory, and an ``mmap`` object
+hides its address and cannot change its protection. The seed's blocks must be
+``MAP_PRIVATE|MAP_ANONYMOUS`` (a forked child must not share them), their
+address is sent to the service, and the parameter block is read-only except
+while the client writes it, so they are mapped here with ctypes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import struct
+import threading
+from typing import Final
+
+from aether.errors import ClosedResourceError, OSAPIError
+
+from ._libc import MAP_FAILED, libc, raise_errno
+
+PAGE_SIZE: Final = mmap.PAGESIZE
+PROT_NONE: Final = 0
+PROT_READ: Final = mmap.PROT_READ
+PROT_WRITE: Final = mmap.PROT_WRITE
+PROT_EXEC: Final = mmap.PROT_EXEC
+MAP_PRIVATE: Final = mmap.MAP_PRIVATE
+MAP_ANONYMOUS: Final = mmap.MAP_ANONYMOUS
+
+
+def round_to_pages(size: int) -> int:
+    """Round ``size`` up to a whole number of pages (at least one)."""
+    if size <= 0:
+        return PAGE_SIZE
+    return (size + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
+
+
+class PrivateBlock:
+    """A page-aligned ``MAP_PRIVATE|MAP_ANONYMOUS`` block of this process.
+
+    The block is never executable. ``view`` is a writable memoryview of the
+    whole block; writing through it while the protection lacks
+    ``PROT_WRITE`` crashes the process, so callers switch protection with
+    :meth:`protect` or the :meth:`writable` context manager first.
+    """
+
+    def __init__(self, size: int, prot: int = PROT_READ | PROT_WRITE) -> None:
+        if prot & PROT_EXEC:
+            raise ValueError("blocks are never executable")
+        self.size = round_to_pages(size)
+        addr = libc.mmap(
+            None, self.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0
+        )
+        if addr is None or addr == MAP_FAILED:
+            raise_errno("mmap")
+        self.address: int = addr
+        self._array = (ctypes.c_char * self.size).from_address(addr)
+        self.view: memoryview = memoryview(self._array).cast("B")
+        self._prot = PROT_READ | PROT_WRITE
+        self._lock = threading.Lock()
+        self._closed = False
+        if prot != self._prot:
+            self.protect(prot)
+
+    @property
+    def prot(self) -> int:
+        return self._prot
+
+    def protect(self, prot: int) -> None:
+        """Change the block's protection (``PROT_READ``, ``PROT_READ|PROT_WRITE`` ...)."""
+        self._check_open()
+        if prot & PROT_EXEC:
+            raise ValueError("blocks are never executable")
+        if libc.mprotect(self.address, self.size, prot) != 0:
+            raise_errno("mprotect")
+        self._prot = prot
+
+    def fill_pattern(self, word: int) -> None:
+        """Fill the whole block with a repeated little-endian 32-bit word."""
+        self._check_open()
+        pattern = struct.pack("<I", word) * (self.size // 4)
+        with self.writable():
+            self.view[:] = pattern
+
+    def holds_only(self, word: int) -> bool:
+        """True if every 32-bit word of the block equals ``word``."""
+        self._check_open()
+        if not self._prot & PROT_READ:
+            return False
+        return bytes(self.view) == struct.pack("<I", word) * (self.size // 4)
+
+    def is_zero(self) -> bool:
+        """True if every byte of the block is zero."""
+        self._check_open()
+        return bytes(self.view) == bytes(self.size)
+
+    def writable(self) -> _Writable:
+        """Context manager: the block is read-write inside, back to its old protection after."""
+        return _Writable(self)
+
+    def close(self) -> None:
+        """Unmap the block. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self.view.release()
+            if libc.munmap(self.address, self.size) != 0:
+                raise_errno("munmap")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedResourceError("block is closed")
+
+    def __enter__(self) -> PrivateBlock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<PrivateBlock 0x{self.address:x} size={self.size} prot={self._prot}>"
+
+
+class _Writable:
+    def __init__(self, block: PrivateBlock) -> None:
+        self._block = block
+        self._old = block.prot
+
+    def __enter__(self) -> memoryview:
+        if not self._old & PROT_WRITE:
+            self._block.protect(PROT_READ | PROT_WRITE)
+        return self._block.view
+
+    def __exit__(self, *exc: object) -> None:
+        if self._block.prot != self._old and not self._block.closed:
+            try:
+                self._block.protect(self._old)
+            except OSAPIError:
+                if exc[0] is None:
+                    raise
