@@ -48,8 +48,8 @@ __all__ = [
     "RemoteProtocolError",
     "SchemaError",
     "UnsupportedError",
-    "WouldBlock",
     "Win32Error",
+    "WouldBlock",
 ]
 
 

@@ -16,26 +16,35 @@ from .blocks import (
     round_to_pages as round_to_pages,
 )
 from .creds import drop_privileges as drop_privileges
-from .dirs import check_directory as check_directory
-from .dirs import ensure_private_directory as ensure_private_directory
-from .peer import SO_PEERPIDFD as SO_PEERPIDFD
-from .peer import PeerCredentials as PeerCredentials
-from .peer import peer_credentials as peer_credentials
-from .peer import peer_pidfd as peer_pidfd
-from .pidfd import close_fd as close_fd
-from .pidfd import pidfd_exited as pidfd_exited
-from .pidfd import pidfd_getfd as pidfd_getfd
-from .pidfd import pidfd_open as pidfd_open
-from .pidfd import pidfd_send_signal as pidfd_send_signal
-from .pidfd import wait_pidfd as wait_pidfd
-from .prctl import clear_ptracer as clear_ptracer
-from .prctl import is_dumpable as is_dumpable
-from .prctl import set_dumpable as set_dumpable
-from .prctl import set_ptracer as set_ptracer
-from .prctl import yama_ptrace_scope as yama_ptrace_scope
-from .procmaps import MemoryMapping as MemoryMapping
-from .procmaps import mappings_covering as mappings_covering
-from .procmaps import parse_maps as parse_maps
-from .procmaps import read_maps as read_maps
-from .procmem import ProcessMemory as ProcessMemory
-from .procmem import Region as Region
+from .dirs import (
+    check_directory as check_directory,
+    ensure_private_directory as ensure_private_directory,
+)
+from .peer import (
+    SO_PEERPIDFD as SO_PEERPIDFD,
+    PeerCredentials as PeerCredentials,
+    peer_credentials as peer_credentials,
+    peer_pidfd as peer_pidfd,
+)
+from .pidfd import (
+    close_fd as close_fd,
+    pidfd_exited as pidfd_exited,
+    pidfd_getfd as pidfd_getfd,
+    pidfd_open as pidfd_open,
+    pidfd_send_signal as pidfd_send_signal,
+    wait_pidfd as wait_pidfd,
+)
+from .prctl import (
+    clear_ptracer as clear_ptracer,
+    is_dumpable as is_dumpable,
+    set_dumpable as set_dumpable,
+    set_ptracer as set_ptracer,
+    yama_ptrace_scope as yama_ptrace_scope,
+)
+from .procmaps import (
+    MemoryMapping as MemoryMapping,
+    mappings_covering as mappings_covering,
+    parse_maps as parse_maps,
+    read_maps as read_maps,
+)
+from .procmem import ProcessMemory as ProcessMemory, Region as Region

@@ -49,4 +49,4 @@ def is_dumpable() -> bool:
     res = libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)
     if res < 0:
         raise_errno("prctl(PR_GET_DUMPABLE)")
-    return res == 1
+    return bool(res == 1)

@@ -65,7 +65,9 @@ def parse_maps(text: str) -> list[MemoryMapping]:
         path = parts[5].strip() if len(parts) == 6 else ""
         lo, _, hi = span.partition("-")
         out.append(
-            MemoryMapping(int(lo, 16), int(hi, 16), perms, int(offset, 16), device, int(inode), path)
+            MemoryMapping(
+                int(lo, 16), int(hi, 16), perms, int(offset, 16), device, int(inode), path
+            )
         )
     return out
 
