@@ -1,0 +1,1 @@
+"""Aether Guard: the reference security service."""

@@ -1,0 +1,524 @@
+"""The blocking client: connect, handshake, call operations.
+
+A ``Client`` is one session. It is thread-safe in the sense the seed asks
+for: one operation at a time (a lock held from ``start`` to the end of the
+operation), and ``Operation.cancel`` may be called from another thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import types
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from aether import osapi, wire
+from aether.errors import (
+    AetherError,
+    AetherTimeoutError,
+    AuthorizationError,
+    BusyResourceError,
+    ClosedResourceError,
+    ConnectError,
+    HandshakeError,
+    LimitsExceededError,
+    OperationError,
+    OutcomeUnknownError,
+    PeerGoneError,
+    ProtocolError,
+    SchemaError,
+)
+from aether.schema import (
+    ErrorInfo,
+    Params,
+    ProgressInfo,
+    Registry,
+    builtins as b,
+    encode as encode_payload,
+    spec_of,
+)
+from aether.transport.channel import Channel
+from aether.transport.memory_client import MemoryClientSide
+from aether.wire import ErrorCode, Status, Transport, messages as m
+
+from . import steps
+from .discovery import ServiceAddress, resolve
+from .operation import Operation, ProgressCallback
+from .steps import StepCallback
+from .trust import verify_service
+
+log = logging.getLogger("aether.client")
+
+_error_decoder = msgspec.msgpack.Decoder(ErrorInfo)
+_progress_decoder = msgspec.msgpack.Decoder(ProgressInfo)
+_FALLBACK_REASONS = {"memory-access", "unsupported-transport", "peer-exited"}
+
+
+def _error_code_name(code: int) -> str:
+    try:
+        return ErrorCode(code).name.lower().replace("_", "-")
+    except ValueError:
+        return f"error-{code}"
+
+
+class Client:
+    """A session with one service.
+
+    Args:
+        target: a service name (``"guard"``) or a control socket path.
+        schema: the schema module(s) shared with the service; enables typed
+            results and the fingerprint check. Without it, results come back
+            as plain msgpack values and :meth:`call_by_name` is the way in.
+        transport: ``"memory"`` (the seed's), ``"socket"``, or ``"auto"``
+            (memory, falling back to socket with a logged reason).
+        timeout: bound on connecting and on the handshake, in seconds.
+        block_size: size of each block in bytes (rounded up to pages).
+        on_step: called with (step, text) as the handshake advances.
+    """
+
+    def __init__(
+        self,
+        target: str | os.PathLike[str],
+        *,
+        schema: types.ModuleType | Iterable[types.ModuleType] | None = None,
+        transport: str = "auto",
+        timeout: float = 5.0,
+        block_size: int = wire.DEFAULT_BLOCK_SIZE,
+        on_step: StepCallback | None = None,
+    ) -> None:
+        if transport not in ("auto", "memory", "socket"):
+            raise ValueError(f"unknown transport {transport!r}")
+        self.address: ServiceAddress = resolve(target)
+        if schema is None:
+            self.registry = Registry.from_modules()
+            self._typed = False
+        else:
+            modules = [schema] if isinstance(schema, types.ModuleType) else list(schema)
+            self.registry = Registry.from_modules(*modules)
+            self._typed = True
+        self.requested_transport = transport
+        self.timeout = timeout
+        self.block_size = osapi.round_to_pages(block_size)
+        self.on_step = on_step
+        self.fallback_reason = ""
+        self.hello: m.Hello | None = None
+        self.service_pid = 0
+        self._op_lock = threading.Lock()
+        self._lock = threading.RLock()  # guards proto
+        self._current: Operation | None = None
+        self._ptracer_set = False
+        self._closed = False
+        self._describe_cache: dict[str, b.OperationInfo] | None = None
+        self.memory: MemoryClientSide | None = None
+        self.channel: Channel | None = None
+        self.proto = wire.ClientProtocol()
+        self._connect()
+
+    # -- connection -------------------------------------------------------------
+    def _step(self, step: str, text: str) -> None:
+        log.debug("%s: %s", step, text)
+        if self.on_step is not None:
+            self.on_step(step, text)
+
+    def _connect(self) -> None:
+        if self.requested_transport == "socket":
+            self._open(Transport.SOCKET)
+            return
+        try:
+            self._open(Transport.MEMORY)
+        except HandshakeError as exc:
+            if self.requested_transport == "memory" or exc.reason not in _FALLBACK_REASONS:
+                raise
+            self.fallback_reason = str(exc)
+            log.warning("memory transport refused (%s); falling back to the socket transport",
+                        exc)
+            self._step(steps.SOCKET_MODE, f"memory transport refused: {exc.detail or exc.reason}"
+                       "; using the socket transport")
+            self._open(Transport.SOCKET)
+
+    def _open(self, transport: Transport) -> None:
+        self.proto = wire.ClientProtocol()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(str(self.address.path))
+        except OSError as exc:
+            sock.close()
+            raise ConnectError(
+                f"cannot connect to {self.address.name} at {self.address.path}: {exc.strerror}",
+                path=str(self.address.path),
+            ) from None
+        sock.settimeout(None)
+        self.channel = Channel(sock, max_datagram=wire.CONTROL_SIZE + self.proto.max_payload + 1)
+        self._step(steps.CONNECTED, f"connected to {self.address.path}")
+        try:
+            peer = verify_service(sock, self.address)
+            self.service_pid = peer.pid
+            self._step(steps.SERVICE_VERIFIED,
+                       f"service pid {peer.pid} runs as uid {peer.uid}; socket directory checked")
+            self._handshake(transport, time.monotonic() + self.timeout)
+        except BaseException:
+            self._teardown()
+            raise
+
+    def _recv(self, deadline: float | None, step: str) -> m.Event:
+        assert self.channel is not None
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            data = self.channel.recv(timeout)
+        except AetherTimeoutError:
+            raise HandshakeError(step, "timeout", "the service did not answer in time") from None
+        assert data is not None
+        with self._lock:
+            try:
+                return self.proto.receive(data)
+            except ProtocolError as exc:
+                raise HandshakeError(step, "protocol", str(exc)) from None
+
+    def _send(self, event: m.Event) -> None:
+        assert self.channel is not None
+        with self._lock:
+            data = self.proto.send(event)
+        self.channel.send(data)
+
+    def _expect(self, event: m.Event, cls: type[m.Event], step: str) -> None:
+        if isinstance(event, m.Error):
+            raise HandshakeError(step, _error_code_name(event.error), event.text)
+        if isinstance(event, m.Goodbye | m.ConnectionClosed):
+            raise HandshakeError(step, "closed", "the service closed the connection")
+        if not isinstance(event, cls):
+            raise HandshakeError(step, "protocol", f"expected {cls.__name__}, got {event}")
+
+    def _handshake(self, transport: Transport, deadline: float) -> None:
+        hello = self._recv(deadline, "H2")
+        self._expect(hello, m.Hello, "H2")
+        assert isinstance(hello, m.Hello)
+        self.hello = hello
+        if self._typed and hello.fingerprint != self.registry.fingerprint():
+            raise HandshakeError(
+                "H2", "schema-mismatch",
+                f"service schema fingerprint {hello.fingerprint:016x}, "
+                f"ours {self.registry.fingerprint():016x}",
+            )
+        self._step(steps.HELLO, f"HELLO: protocol {hello.version}, schema "
+                   f"{hello.fingerprint:016x}, transports {Transport(hello.transports)!r}")
+        if transport is Transport.MEMORY and not hello.transports & Transport.MEMORY:
+            raise HandshakeError("H2", "unsupported-transport",
+                                 "the service does not offer the memory transport here")
+        if transport is Transport.SOCKET:
+            self._send(m.SocketMode(self.proto.max_payload))
+            ev = self._recv(deadline, "S1")
+            self._expect(ev, m.TestDone, "S1")
+            assert isinstance(ev, m.TestDone)
+            if ev.error:
+                raise HandshakeError("S1", _error_code_name(ev.error), "socket mode refused")
+            self._send(m.TestVerified(0))
+            self._step(steps.READY, "session ready on the socket transport")
+            return
+        self._maybe_set_ptracer()
+        self._send(m.ClientPid(os.getpid()))
+        self._step(steps.PID_SENT, f"CLIENT_PID {os.getpid()} sent")
+        self._register_blocks(self.block_size, self.block_size, deadline)
+
+    def _maybe_set_ptracer(self) -> None:
+        """Seed step H3/Yama: only after the service was verified, only for a
+        same-uid service, and undone at close (threat T9)."""
+        scope = osapi.yama_ptrace_scope()
+        if scope == 1 and os.geteuid() != 0 and self.address.expected_uid != 0:
+            osapi.set_ptracer(self.service_pid)
+            self._ptracer_set = True
+            self._step(steps.PTRACER_SET,
+                       f"Yama ptrace_scope=1: allowed pid {self.service_pid} to read our memory")
+
+    def _register_blocks(self, param_size: int, retn_size: int, deadline: float) -> None:
+        old = self.memory
+        memory = MemoryClientSide(param_size, retn_size)
+        self._step(steps.BLOCKS_ALLOCATED,
+                   f"parameter block 0x{memory.param.address:x} ({memory.param.size} bytes, "
+                   f"read-only), return block 0x{memory.retn.address:x} "
+                   f"({memory.retn.size} bytes, read-write); private, anonymous, never executable")
+        try:
+            memory.fill_pattern()
+            self._step(steps.PATTERN_WRITTEN, "both blocks filled with 0x1337D00D")
+            self._send(m.AddrParam(memory.param.address, memory.param.size))
+            self._send(m.AddrRetn(memory.retn.address, memory.retn.size))
+            self._step(steps.ADDRESSES_SENT, "ADDR_PARAM and ADDR_RETN sent")
+            self._send(m.IpcTest())
+            ev = self._recv(deadline, "H7")
+            self._expect(ev, m.TestDone, "H7")
+            assert isinstance(ev, m.TestDone)
+            if ev.error:
+                raise HandshakeError("H7", _error_code_name(ev.error),
+                                     "the service's pattern test failed")
+            self._step(steps.SERVICE_READ_PATTERN,
+                       "TEST_DONE: the service read 0x1337D00D in both blocks and wrote zeros")
+            if not memory.zeros_written():
+                self._send(m.TestVerified(int(ErrorCode.ZEROS_MISSING)))
+                raise HandshakeError("H8", "zeros-missing",
+                                     "the blocks do not hold the zeros the service wrote")
+            self._send(m.TestVerified(0))
+            self._step(steps.ZEROS_VERIFIED, "client saw the zeros; TEST_VERIFIED sent")
+        except BaseException:
+            memory.close()
+            raise
+        self.memory = memory
+        if old is not None:
+            old.close()
+        self._step(steps.READY, "session ready on the memory transport")
+
+    @property
+    def transport(self) -> str:
+        t = self.proto.transport
+        return t.name.lower() if t is not None and t.name else "none"
+
+    # -- operations -------------------------------------------------------------
+    def call(self, params: Params, *, timeout: float | None = None,
+             on_progress: ProgressCallback | None = None) -> Any:
+        """Run one operation and return its result (typed by the schema)."""
+        return self.start(params, on_progress=on_progress).wait(timeout)
+
+    def start(self, params: Params, *, on_progress: ProgressCallback | None = None) -> Operation:
+        """Start an operation; the returned handle gives progress, cancel, result."""
+        spec = spec_of(params)
+        if self.registry.by_code(spec.code) is not spec:
+            raise SchemaError(f"{spec.name} is not in this client's schema")
+        return self._start(spec.code, spec.name, encode_payload(params), on_progress,
+                           idempotent=spec.idempotent)
+
+    def call_by_name(self, name: str, params: dict[str, Any] | None = None, *,
+                     timeout: float | None = None,
+                     on_progress: ProgressCallback | None = None) -> Any:
+        """Call an operation by name with plain values (for generic front ends)."""
+        return self.start_by_name(name, params, on_progress=on_progress).wait(timeout)
+
+    def start_by_name(self, name: str, params: dict[str, Any] | None = None, *,
+                      on_progress: ProgressCallback | None = None) -> Operation:
+        spec = self.registry.by_name(name)
+        if spec is not None:
+            try:
+                typed = msgspec.convert(params or {}, spec.params)
+            except msgspec.ValidationError as exc:
+                raise SchemaError(f"{name}: {exc}") from None
+            return self.start(typed, on_progress=on_progress)
+        info = self.operations().get(name)
+        if info is None:
+            raise SchemaError(f"the service has no operation {name!r}")
+        return self._start(info.code, name, encode_payload(params or {}), on_progress,
+                           idempotent=False)
+
+    def operations(self) -> dict[str, b.OperationInfo]:
+        """The service's operations (``aether.describe``), cached."""
+        if self._describe_cache is None:
+            desc: b.Description = self.call(b.Describe())
+            self._describe_cache = {op.name: op for op in desc.operations}
+        return self._describe_cache
+
+    def describe(self) -> b.Description:
+        result: b.Description = self.call(b.Describe())
+        return result
+
+    def status(self) -> b.ServiceStatus:
+        result: b.ServiceStatus = self.call(b.Status())
+        return result
+
+    def echo(self, data: bytes) -> bytes:
+        result: bytes = self.call(b.Echo(data=data))
+        return result
+
+    def _start(self, code: int, name: str, payload: bytes,
+               on_progress: ProgressCallback | None, *, idempotent: bool) -> Operation:
+        if self._closed:
+            raise ClosedResourceError("client is closed")
+        if not self._op_lock.acquire(blocking=False):
+            raise BusyResourceError("an operation is already in flight on this session; "
+                                    "use another Client for concurrent calls")
+        try:
+            op_id = self.proto.next_op_id()
+            op = Operation(self, op_id, name, code, on_progress)
+            op._idempotent = idempotent  # type: ignore[attr-defined]
+            if self.proto.transport is Transport.SOCKET:
+                if len(payload) > self.proto.max_payload:
+                    raise LimitsExceededError(op_id, int(Status.LIMITS_EXCEEDED),
+                                              "LIMITS_EXCEEDED", "parameters too large")
+                self._current = op
+                self._send(m.ExecuteInline(op_id, code, payload))
+            else:
+                self._ensure_param_room(len(payload))
+                assert self.memory is not None
+                self.memory.write_params(op_id, code, payload)
+                self._current = op
+                self._send(m.Execute(op_id, len(payload)))
+        except BaseException:
+            self._current = None
+            self._op_lock.release()
+            raise
+        return op
+
+    def _ensure_param_room(self, size: int) -> None:
+        assert self.memory is not None
+        if size <= self.memory.param_capacity:
+            return
+        needed = osapi.round_to_pages(size + wire.HEADER_SIZE)
+        self.resize_blocks(param_size=needed)
+
+    def resize_blocks(self, *, param_size: int | None = None,
+                      retn_size: int | None = None) -> None:
+        """Re-register larger (or smaller) blocks (protocol step O6)."""
+        assert self.memory is not None
+        p = param_size or self.memory.param.size
+        r = retn_size or self.memory.retn.size
+        self._register_blocks(p, r, time.monotonic() + self.timeout)
+
+    def _send_cancel(self, op: Operation) -> None:
+        with self._lock:
+            if op.finished or self.proto.current_op_id != op.op_id:
+                return
+            data = self.proto.send(m.Cancel(op.op_id))
+        assert self.channel is not None
+        self.channel.try_send(data)
+
+    def _drive(self, op: Operation, timeout: float | None) -> None:
+        """Pump messages until ``op`` ends (or ``timeout`` runs out)."""
+        if self._current is not op:
+            raise BusyResourceError("this operation is not the session's current one")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while not op.finished:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise AetherTimeoutError(f"{op.name} still running after {timeout} s")
+                assert self.channel is not None
+                try:
+                    data = self.channel.recv(remaining)
+                except AetherTimeoutError:
+                    raise AetherTimeoutError(f"{op.name} still running after {timeout} s") \
+                        from None
+                assert data is not None
+                with self._lock:
+                    try:
+                        event = self.proto.receive(data)
+                    except ProtocolError as exc:
+                        self._break(op, f"protocol error from the service: {exc}")
+                        break
+                self._handle(op, event)
+        except (PeerGoneError, ClosedResourceError) as exc:
+            self._break(op, f"connection lost: {exc}")
+        finally:
+            if op.finished and self._current is op:
+                self._current = None
+                self._op_lock.release()
+
+    def _break(self, op: Operation, why: str) -> None:
+        op._finish(error=OutcomeUnknownError(op.op_id, int(Status.EMPTY), "UNKNOWN",
+                                             f"{why}; the outcome of {op.name} is unknown"))
+        self._teardown()
+
+    def _handle(self, op: Operation, event: m.Event) -> None:
+        match event:
+            case m.Started(status=status):
+                if status == Status.STARTED:
+                    op.started = True
+                    return
+                self._finish_memory(op, status)
+            case m.Progress(permille=permille, info=info):
+                if event.op_id != op.op_id:
+                    return
+                try:
+                    pinfo = _progress_decoder.decode(info) if info else ProgressInfo()
+                except msgspec.DecodeError:
+                    pinfo = ProgressInfo()
+                op._set_progress(permille, pinfo)
+            case m.Done(status=status):
+                self._finish_memory(op, status)
+            case m.DoneInline(status=status, payload=payload):
+                self._finish_with(op, status, payload)
+            case m.Error(error=code, text=text):
+                self._break(op, f"service error {_error_code_name(code)}: {text}")
+            case m.Goodbye(text=text):
+                self._break(op, f"service said goodbye ({text or 'no reason'})")
+            case m.ConnectionClosed():
+                self._break(op, "the service closed the connection")
+
+    def _finish_memory(self, op: Operation, status: int) -> None:
+        assert self.memory is not None
+        try:
+            header, payload = self.memory.read_return(op.op_id)
+        except ProtocolError as exc:
+            self._break(op, f"bad return block: {exc}")
+            return
+        if header.status != status:
+            self._break(op, f"return block status {header.status} differs from message {status}")
+            return
+        self._finish_with(op, status, payload)
+
+    def _finish_with(self, op: Operation, status: int, payload: bytes) -> None:
+        if status == Status.OK:
+            try:
+                if self._typed or self.registry.by_code(op.code) is not None:
+                    result = self.registry.decode_result(op.code, payload)
+                else:
+                    result = msgspec.msgpack.decode(payload)
+            except (SchemaError, msgspec.DecodeError) as exc:
+                op._finish(error=OperationError(op.op_id, status, "OK",
+                                                f"result could not be decoded: {exc}"))
+                return
+            op._finish(result=result)
+            return
+        try:
+            info = _error_decoder.decode(payload)
+        except msgspec.DecodeError:
+            info = ErrorInfo(message="")
+        name = Status(status).name if status in Status._value2member_map_ else str(status)
+        cls: type[OperationError] = OperationError
+        if status == Status.REJECTED_UNAUTHORIZED:
+            cls = AuthorizationError
+        elif status == Status.LIMITS_EXCEEDED:
+            cls = LimitsExceededError
+        op._finish(error=cls(op.op_id, status, name, info.message, dict(info.details)))
+
+    # -- closing ------------------------------------------------------------------
+    def _teardown(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+        if self.memory is not None:
+            self.memory.close()
+            self.memory = None
+        if self._ptracer_set:
+            try:
+                osapi.clear_ptracer()
+            except AetherError:
+                pass
+            self._ptracer_set = False
+
+    def close(self) -> None:
+        """Say GOODBYE and release the blocks. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.channel is not None and not self.channel.closed and self.proto.ready:
+            try:
+                with self._lock:
+                    data = self.proto.send(m.Goodbye(0))
+                self.channel.try_send(data)
+            except ProtocolError:
+                pass
+        self._teardown()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Client {self.address.name} transport={self.transport}>"

@@ -1,0 +1,310 @@
+"""The service host: listens on the control socket, admits sessions within
+limits, dispatches operations to handlers, and stops cleanly on SIGTERM.
+
+Usage::
+
+    service = Service("guard", schema=aether_guard.schema)
+
+    @service.handler(HashTree)
+    def hash_tree(params: HashTree, ctx: OperationContext) -> TreeDigest: ...
+
+    service.serve()          # foreground, until SIGTERM/SIGINT
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import socket
+import threading
+import time
+import types
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aether import osapi, wire
+from aether._version import __version__
+from aether.errors import AetherError, ConnectError
+from aether.schema import OperationSpec, Params, Registry, builtins as b, spec_of
+from aether.wire import ErrorCode, messages as m
+
+from .context import OperationContext
+from .listener import bind_control_socket, default_socket_path
+from .policy import Caller, Limits, Policy
+from .session import Session
+
+log = logging.getLogger("aether.service")
+audit_log = logging.getLogger("aether.audit")
+
+H = TypeVar("H", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Handler:
+    func: Callable[[Any, OperationContext], Any]
+    inline: bool
+
+
+class Service:
+    """An Aether service: operations from schema modules, handlers, limits."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        schema: types.ModuleType | Iterable[types.ModuleType] = (),
+        version: str = __version__,
+        policy: Policy | None = None,
+        limits: Limits | None = None,
+        memory_transport: bool = True,
+    ) -> None:
+        if not name or not all(c.isalnum() or c in "-_." for c in name) or name[0] == ".":
+            raise ValueError(f"bad service name {name!r}")
+        self.name = name
+        self.version = version
+        modules = [schema] if isinstance(schema, types.ModuleType) else list(schema)
+        self.registry = Registry.from_modules(*modules)
+        self.fingerprint = self.registry.fingerprint()
+        self.policy = policy or Policy()
+        self.limits = limits or Limits()
+        self.memory_transport_enabled = memory_transport
+        self.handlers: dict[int, Handler] = {}
+        self.socket_path: Path | None = None
+        self.started_at = time.monotonic()
+        self.operations_served = 0
+        self._sessions: dict[int, Session] = {}
+        self._sessions_lock = threading.Lock()
+        self._next_session = 1
+        self._stop_r, self._stop_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._stopping = threading.Event()
+        self._ready = threading.Event()
+        self.registry.max_payload = self.limits.max_payload
+        self._install_builtins()
+
+    # -- declaring handlers -------------------------------------------------
+    def handler(self, params_type: type[Params], *, inline: bool = False) -> Callable[[H], H]:
+        """Register the function that implements ``params_type``'s operation.
+
+        ``inline=True`` runs it on the session's own thread: only for handlers
+        that finish in microseconds and never block.
+        """
+        spec = spec_of(params_type)
+        if self.registry.by_code(spec.code) is not spec:
+            raise ValueError(f"{spec.name} is not in this service's schema")
+
+        def register(func: H) -> H:
+            self.handlers[spec.code] = Handler(func, inline)
+            return func
+
+        return register
+
+    def _install_builtins(self) -> None:
+        @self.handler(b.Describe, inline=True)
+        def describe(params: b.Describe, ctx: OperationContext) -> b.Description:
+            import json
+
+            ops = [
+                b.OperationInfo(
+                    code=d["code"], name=d["name"], summary=d["summary"],
+                    privileged=d["privileged"],
+                    params_schema=json.dumps(d["params"]),
+                    result_schema=json.dumps(d["result"]),
+                )
+                for d in self.registry.describe()
+            ]
+            return b.Description(service=self.name, version=self.version,
+                                 fingerprint=self.fingerprint, operations=ops)
+
+        @self.handler(b.Status, inline=True)
+        def status(params: b.Status, ctx: OperationContext) -> b.ServiceStatus:
+            with self._sessions_lock:
+                sessions = [s for s in self._sessions.values() if s.established]
+            infos = [
+                b.SessionInfo(
+                    session_id=s.session_id, pid=s.peer.pid, uid=s.peer.uid,
+                    transport=s.transport_name, operations=s.operations,
+                    running=s.running.spec.name if s.running else None,
+                )
+                for s in sessions
+            ]
+            return b.ServiceStatus(
+                service=self.name, version=self.version, pid=os.getpid(),
+                uptime_s=round(time.monotonic() - self.started_at, 3),
+                sessions=len(sessions), operations_served=self.operations_served,
+                session_list=infos,
+            )
+
+        @self.handler(b.Echo, inline=True)
+        def echo(params: b.Echo, ctx: OperationContext) -> bytes:
+            return params.data
+
+    # -- bookkeeping called by sessions ---------------------------------------
+    def session_established(self, session: Session) -> None:
+        pass
+
+    def session_ended(self, session: Session) -> None:
+        with self._sessions_lock:
+            self._sessions.pop(session.session_id, None)
+
+    def operation_finished(self, spec: OperationSpec, status: wire.Status) -> None:
+        self.operations_served += 1
+
+    def audit(self, spec: OperationSpec, caller: Caller, *, allowed: bool) -> None:
+        audit_log.log(
+            logging.INFO if allowed else logging.WARNING,
+            "service=%s op=%s uid=%d pid=%d %s", self.name, spec.name, caller.uid, caller.pid,
+            "allowed" if allowed else "DENIED",
+        )
+
+    @property
+    def session_count(self) -> int:
+        with self._sessions_lock:
+            return len(self._sessions)
+
+    # -- serving ------------------------------------------------------------------
+    def serve(
+        self,
+        socket_path: str | os.PathLike[str] | None = None,
+        *,
+        install_signal_handlers: bool = True,
+        on_ready: Callable[[Path], None] | None = None,
+    ) -> None:
+        """Listen and serve until :meth:`stop` (or SIGTERM/SIGINT)."""
+        path = Path(socket_path) if socket_path else default_socket_path(self.name)
+        mode = self.limits.socket_mode
+        listener = bind_control_socket(path, mode=mode)
+        self.socket_path = path
+        if install_signal_handlers and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self.stop())
+        log.info("service %s %s listening on %s (pid %d)", self.name, self.version, path,
+                 os.getpid())
+        self._ready.set()
+        if on_ready is not None:
+            on_ready(path)
+        try:
+            self._accept_loop(listener)
+        finally:
+            listener.close()
+            try:
+                if path.is_socket():
+                    path.unlink()
+            except OSError:
+                pass
+            self._shutdown_sessions()
+            log.info("service %s stopped", self.name)
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return self._ready.wait(timeout)
+
+    def stop(self) -> None:
+        """Stop accepting, cancel or finish running operations, say GOODBYE."""
+        self._stopping.set()
+        try:
+            os.write(self._stop_w, b"x")
+        except OSError:
+            pass
+
+    def _accept_loop(self, listener: socket.socket) -> None:
+        poller = select.poll()
+        poller.register(listener.fileno(), select.POLLIN)
+        poller.register(self._stop_r, select.POLLIN)
+        while not self._stopping.is_set():
+            try:
+                ready = poller.poll(1000)
+            except InterruptedError:
+                continue
+            if not ready or self._stopping.is_set():
+                continue
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as exc:
+                # EMFILE and friends: keep serving the sessions we have.
+                log.error("accept failed: %s", exc)
+                time.sleep(0.05)
+                continue
+            self._admit(conn)
+
+    def _admit(self, conn: socket.socket) -> None:
+        try:
+            peer = osapi.peer_credentials(conn)
+        except AetherError:
+            conn.close()
+            return
+        refusal = self._refusal(peer.uid)
+        if refusal:
+            log.warning("refusing pid %d uid %d: %s", peer.pid, peer.uid, refusal)
+            try:
+                conn.sendmsg([wire.encode(m.Error(int(ErrorCode.LIMITS_EXCEEDED), 0, refusal))],
+                           [], socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT)
+            except OSError:
+                pass
+            conn.close()
+            return
+        with self._sessions_lock:
+            sid = self._next_session
+            self._next_session += 1
+        try:
+            session = Session(self, conn, sid)
+        except AetherError as exc:
+            log.warning("could not set up a session: %s", exc)
+            conn.close()
+            return
+        with self._sessions_lock:
+            self._sessions[sid] = session
+        session.thread.start()
+
+    def _refusal(self, uid: int) -> str:
+        limits = self.limits
+        with self._sessions_lock:
+            sessions = list(self._sessions.values())
+        if len(sessions) >= limits.max_sessions:
+            return f"the service has its maximum of {limits.max_sessions} sessions"
+        per_uid = Counter(s.peer.uid for s in sessions)
+        if per_uid[uid] >= limits.max_sessions_per_uid:
+            return f"uid {uid} has its maximum of {limits.max_sessions_per_uid} sessions"
+        half_open = [s for s in sessions if not s.established]
+        if len(half_open) >= limits.max_half_open:
+            return "too many connections are still in their handshake"
+        if sum(1 for s in half_open if s.peer.uid == uid) >= limits.max_half_open_per_uid:
+            return f"uid {uid} has too many connections in their handshake"
+        return ""
+
+    def _shutdown_sessions(self) -> None:
+        with self._sessions_lock:
+            sessions = list(self._sessions.values())
+        for s in sessions:
+            s.shutdown()
+        deadline = time.monotonic() + self.limits.shutdown_grace
+        for s in sessions:
+            s.thread.join(max(0.0, deadline - time.monotonic()))
+        still = [s for s in sessions if s.thread.is_alive()]
+        if still:
+            log.warning("%d sessions did not end within %.1f s", len(still),
+                        self.limits.shutdown_grace)
+
+
+def load_service(target: str) -> Service:
+    """Load a Service from ``"package.module:attribute"`` or a shipped name."""
+    import importlib
+
+    shipped = {"guard": "aether_guard.service:service"}
+    target = shipped.get(target, target)
+    module_name, _, attr = target.partition(":")
+    if not attr:
+        attr = "service"
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConnectError(f"cannot import {module_name}: {exc}") from None
+    service = getattr(module, attr, None)
+    if not isinstance(service, Service):
+        raise ConnectError(f"{target} is not an aether Service")
+    return service

@@ -1,0 +1,70 @@
+"""Who may call what, and the limits that keep one client from hurting others.
+
+Limits follow dbus-daemon's system bus in spirit (``reference/threat-model.md``
+section 2.1): bounded sessions in total and per uid, bounded half-open
+connections, a handshake deadline, bounded block and payload sizes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from aether.schema import OperationSpec
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The verified identity of a session's client (from the kernel)."""
+
+    pid: int
+    uid: int
+    gid: int
+    groups: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Authorization per operation.
+
+    Unprivileged operations are open to every caller who can connect (the
+    socket's mode decides who can). Privileged operations are default-deny:
+    allowed for ``privileged_uids`` (by default root and the service's own
+    uid) and members of ``privileged_groups``. ``rules`` overrides per
+    operation name with an explicit set of uids (``"*"`` for everyone).
+    """
+
+    privileged_uids: frozenset[int] = field(
+        default_factory=lambda: frozenset({0, os.geteuid()})
+    )
+    privileged_groups: frozenset[int] = frozenset()
+    rules: dict[str, frozenset[int] | str] = field(default_factory=dict)
+
+    def allows(self, spec: OperationSpec, caller: Caller) -> bool:
+        rule = self.rules.get(spec.name)
+        if rule == "*":
+            return True
+        if isinstance(rule, frozenset):
+            return caller.uid in rule
+        if not spec.privileged:
+            return True
+        if caller.uid in self.privileged_uids:
+            return True
+        return bool(self.privileged_groups & ({caller.gid} | caller.groups))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Service limits; a client over one gets LIMITS_EXCEEDED, others go on."""
+
+    max_sessions: int = 2048
+    max_sessions_per_uid: int = 256
+    max_half_open: int = 64
+    max_half_open_per_uid: int = 16
+    handshake_timeout: float = 5.0
+    idle_timeout: float | None = None
+    max_block_size: int = 16 * 1024 * 1024
+    max_payload: int = 16 * 1024 * 1024
+    progress_interval: float = 0.05
+    shutdown_grace: float = 5.0
+    socket_mode: int | None = None  # default: 0666 for system, 0600 for user services

@@ -1,0 +1,468 @@
+"""One client session in the service: its thread, its handshake and its
+operations.
+
+Each session runs in its own thread and blocks only on its own socket, its
+client's pidfd and a wake-up pipe, so a slow or hostile client never delays
+another. Handlers run in a worker thread (or inline, for handlers declared
+fast) and report back through the wake-up pipe. Every failure path ends in
+"deny and close": nothing a client sends can make the service write
+anywhere but that client's verified blocks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from aether import osapi, wire
+from aether.errors import (
+    AetherError,
+    AetherTimeoutError,
+    ClosedResourceError,
+    PeerGoneError,
+    ProtocolError,
+    SchemaError,
+    UnsupportedError,
+)
+from aether.schema import ErrorInfo, OperationSpec, ProgressInfo, encode as encode_payload
+from aether.transport.channel import Channel, make_wakeup
+from aether.transport.memory_service import HandshakeFailure, MemoryServiceSide
+from aether.wire import ErrorCode, GoodbyeReason, State, Status, Transport, messages as m
+
+from .context import Cancelled, OperationContext, OperationFailed
+from .policy import Caller
+
+if TYPE_CHECKING:
+    from .host import Handler, Service
+
+log = logging.getLogger("aether.service")
+
+
+@dataclass
+class _RunningOp:
+    op_id: int
+    spec: OperationSpec
+    ctx: OperationContext
+    params: Any = None
+    thread: threading.Thread | None = None
+    result: Any = None
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class _EndSession(Exception):
+    pass
+
+
+def _read_groups(pid: int) -> frozenset[int]:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Groups:"):
+                    return frozenset(int(g) for g in line.split()[1:])
+    except (OSError, ValueError):
+        pass
+    return frozenset()
+
+
+class Session:
+    """A connected client, from HELLO to close."""
+
+    def __init__(self, host: Service, sock: socket.socket, session_id: int) -> None:
+        self.host = host
+        self.session_id = session_id
+        self.channel = Channel(sock, max_datagram=wire.CONTROL_SIZE + host.limits.max_payload + 1)
+        self.peer = osapi.peer_credentials(sock)
+        self.caller = Caller(self.peer.pid, self.peer.uid, self.peer.gid,
+                             _read_groups(self.peer.pid))
+        self.pidfd: int | None
+        try:
+            self.pidfd = osapi.peer_pidfd(sock)
+        except UnsupportedError:
+            self.pidfd = None
+        except AetherError:
+            self.pidfd = -1  # peer already gone
+        offered = Transport.SOCKET
+        if self.pidfd is not None and self.pidfd >= 0 and host.memory_transport_enabled:
+            offered |= Transport.MEMORY
+        self.proto = wire.ServiceProtocol(
+            fingerprint=host.fingerprint,
+            transports=offered,
+            max_payload=host.limits.max_payload,
+        )
+        self.memory: MemoryServiceSide | None = None
+        self._lock = threading.Lock()  # guards proto and the return block
+        self._wake_r, self._wake_w = make_wakeup()
+        self.running: _RunningOp | None = None
+        self.operations = 0
+        self.established = False
+        self.connected_at = time.monotonic()
+        self.thread = threading.Thread(
+            target=self.run, name=f"aether-session-{session_id}", daemon=True
+        )
+        self._closing = threading.Event()
+
+    # -- helpers --------------------------------------------------------------
+    @property
+    def transport_name(self) -> str:
+        t = self.proto.transport
+        return t.name.lower() if t is not None and t.name else "handshake"
+
+    def _send(self, event: m.Event) -> None:
+        with self._lock:
+            data = self.proto.send(event)
+        self.channel.send(data)
+
+    def _fatal(self, code: ErrorCode, text: str) -> None:
+        """Tell the client why, then end the session."""
+        log.warning("session %d (pid %d uid %d): %s: %s", self.session_id, self.peer.pid,
+                    self.peer.uid, code.name, text)
+        try:
+            with self._lock:
+                data = self.proto.send(m.Error(int(code), 0, text))
+            self.channel.try_send(data)
+        except ProtocolError:
+            pass
+        raise _EndSession()
+
+    def wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    def shutdown(self) -> None:
+        """Ask the session to finish (service stopping)."""
+        self._closing.set()
+        if self.running is not None:
+            self.running.ctx.cancel()
+        self.wake()
+
+    def _extra_fds(self) -> tuple[int, ...]:
+        fds = [self._wake_r]
+        if self.pidfd is not None and self.pidfd >= 0:
+            fds.append(self.pidfd)
+        return tuple(fds)
+
+    def _client_exited(self) -> bool:
+        return self.pidfd is not None and self.pidfd >= 0 and osapi.pidfd_exited(self.pidfd)
+
+    # -- main -------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            if self.pidfd == -1:
+                raise _EndSession()
+            self.channel.send(self.proto.hello())
+            self._handshake(deadline=time.monotonic() + self.host.limits.handshake_timeout)
+            self.established = True
+            self.host.session_established(self)
+            log.info("session %d: pid %d uid %d ready on the %s transport", self.session_id,
+                     self.peer.pid, self.peer.uid, self.transport_name)
+            self._serve()
+        except _EndSession:
+            pass
+        except (PeerGoneError, ClosedResourceError):
+            pass
+        except ProtocolError as exc:
+            log.warning("session %d: protocol error: %s", self.session_id, exc)
+            try:
+                self.channel.try_send(wire.encode(m.Error(int(ErrorCode.PROTOCOL), 0, str(exc))))
+            except Exception:
+                pass
+        except Exception:  # never let one session take the service down
+            log.error("session %d: internal error\n%s", self.session_id, traceback.format_exc())
+        finally:
+            self._cleanup()
+
+    def _cleanup(self) -> None:
+        op = self.running
+        if op is not None:
+            op.ctx.cancel()
+        self.channel.close()
+        if self.memory is not None:
+            self.memory.close()
+        for fd in (self._wake_r, self._wake_w):
+            osapi.close_fd(fd)
+        if self.pidfd is not None and self.pidfd >= 0:
+            osapi.close_fd(self.pidfd)
+        self.host.session_ended(self)
+
+    # -- handshake (docs/protocol.md section 3) -----------------------------------
+    def _handshake(self, deadline: float) -> None:
+        while self.proto.state is not State.IDLE:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._fatal(ErrorCode.HANDSHAKE_TIMEOUT, "handshake not completed in time")
+            try:
+                data = self.channel.recv(remaining, self._extra_fds())
+            except AetherTimeoutError:
+                self._fatal(ErrorCode.HANDSHAKE_TIMEOUT, "handshake not completed in time")
+            if data is None:
+                self._drain_wake()
+                if self._client_exited():
+                    raise _EndSession()
+                if self._closing.is_set():
+                    self._fatal(ErrorCode.SHUTTING_DOWN, "service is stopping")
+                continue
+            self._handshake_step(data)
+
+    def _handshake_step(self, data: bytes) -> None:
+        with self._lock:
+            event = self.proto.receive(data)
+        try:
+            match event:
+                case m.ClientPid(pid=pid):
+                    assert self.pidfd is not None
+                    self.memory = MemoryServiceSide(
+                        peer=self.peer, pidfd=self.pidfd, max_block=self.host.limits.max_block_size
+                    )
+                    self.memory.accept_pid(pid)
+                case m.SocketMode():
+                    self._send(m.TestDone(0))
+                case m.AddrParam(address=a, size=s):
+                    assert self.memory is not None
+                    self.memory.accept_param(a, s)
+                case m.AddrRetn(address=a, size=s):
+                    assert self.memory is not None
+                    self.memory.accept_retn(a, s)
+                case m.IpcTest():
+                    assert self.memory is not None
+                    try:
+                        self.memory.pattern_test()
+                    except HandshakeFailure as exc:
+                        self._send(m.TestDone(int(exc.code)))
+                        log.warning("session %d: pattern test failed: %s", self.session_id, exc)
+                        raise _EndSession() from None
+                    self._send(m.TestDone(0))
+                case m.TestVerified(error=err):
+                    if err:
+                        log.warning("session %d: client could not verify the zeros (%s)",
+                                    self.session_id, ErrorCode(err).name if err in
+                                    ErrorCode._value2member_map_ else err)
+                        raise _EndSession()
+                case m.Goodbye() | m.ConnectionClosed() | m.Error():
+                    raise _EndSession()
+        except HandshakeFailure as exc:
+            self._fatal(exc.code, exc.text)
+
+    # -- operations (docs/protocol.md section 4) ----------------------------------
+    def _serve(self) -> None:
+        idle = self.host.limits.idle_timeout
+        while True:
+            if self._closing.is_set() and self.running is None:
+                self._goodbye(GoodbyeReason.SHUTDOWN, "service is stopping")
+            timeout = idle if (idle and self.running is None) else None
+            try:
+                data = self.channel.recv(timeout, self._extra_fds())
+            except AetherTimeoutError:
+                self._goodbye(GoodbyeReason.NORMAL, "idle timeout")
+            if data is None:
+                self._drain_wake()
+                if self.running is not None and self.running.done.is_set():
+                    self._finish(self.running)
+                if self._client_exited():
+                    log.info("session %d: client pid %d exited", self.session_id, self.peer.pid)
+                    raise _EndSession()
+                continue
+            with self._lock:
+                event = self.proto.receive(data)
+            self._dispatch(event)
+
+    def _goodbye(self, reason: GoodbyeReason, text: str) -> None:
+        try:
+            self._send(m.Goodbye(int(reason), text))
+        except (ProtocolError, PeerGoneError, ClosedResourceError):
+            pass
+        raise _EndSession()
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 64):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _dispatch(self, event: m.Event) -> None:
+        match event:
+            case m.Execute(op_id=op_id, length=length):
+                if op_id in self.proto.pending_busy:
+                    self._send(m.Started(op_id, int(Status.REJECTED_BUSY)))
+                    return
+                assert self.memory is not None
+                try:
+                    op_code, payload = self.memory.read_params(op_id, length)
+                except ProtocolError as exc:
+                    self._fatal(ErrorCode.PROTOCOL, str(exc))
+                except AetherError as exc:
+                    self._fatal(ErrorCode.MEMORY_ACCESS, f"reading parameters: {exc}")
+                self._start(op_id, op_code, payload)
+            case m.ExecuteInline(op_id=op_id, op_code=op_code, payload=payload):
+                if op_id in self.proto.pending_busy:
+                    self._send(m.Started(op_id, int(Status.REJECTED_BUSY)))
+                    return
+                self._start(op_id, op_code, payload)
+            case m.Cancel(op_id=op_id):
+                op = self.running
+                if op is not None and op.op_id == op_id:
+                    log.info("session %d: op %d cancelled by client", self.session_id, op_id)
+                    op.ctx.cancel()
+            case m.AddrParam():
+                # re-registration of larger blocks (step O6): finish it as a handshake
+                self._handshake_step_event(event)
+                self._handshake(deadline=time.monotonic() + self.host.limits.handshake_timeout)
+            case m.Goodbye() | m.ConnectionClosed() | m.Error():
+                raise _EndSession()
+
+    def _handshake_step_event(self, event: m.Event) -> None:
+        assert isinstance(event, m.AddrParam) and self.memory is not None
+        try:
+            self.memory.accept_param(event.address, event.size)
+        except HandshakeFailure as exc:
+            self._fatal(exc.code, exc.text)
+
+    def _reject(self, op_id: int, status: Status, message: str, **details: Any) -> None:
+        payload = encode_payload(ErrorInfo(message=message, details=details))
+        log.info("session %d: op %d %s: %s", self.session_id, op_id, status.name, message)
+        if self.proto.transport is Transport.SOCKET:
+            self._send(m.DoneInline(op_id, int(status), payload))
+            return
+        assert self.memory is not None
+        if len(payload) > self.memory.result_capacity:
+            payload = encode_payload(ErrorInfo(message=message[:200]))
+        self.memory.write_status(op_id, status, payload)
+        self._send(m.Started(op_id, int(status)))
+
+    def _start(self, op_id: int, op_code: int, payload: bytes) -> None:
+        self.operations += 1
+        spec = self.host.registry.by_code(op_code)
+        if spec is None:
+            self._reject(op_id, Status.REJECTED_UNKNOWN_OP, f"unknown operation code 0x{op_code:x}")
+            return
+        handler = self.host.handlers.get(op_code)
+        if handler is None:
+            self._reject(op_id, Status.REJECTED_UNKNOWN_OP,
+                         f"{spec.name} is declared but not implemented by this service")
+            return
+        try:
+            params = self.host.registry.decode_params(op_code, payload)
+        except SchemaError as exc:
+            self._reject(op_id, Status.REJECTED_BAD_PARAMS, str(exc), path=exc.path)
+            return
+        if not self.host.policy.allows(spec, self.caller):
+            self.host.audit(spec, self.caller, allowed=False)
+            self._reject(op_id, Status.REJECTED_UNAUTHORIZED,
+                         f"uid {self.caller.uid} may not call {spec.name}")
+            return
+        if spec.privileged:
+            self.host.audit(spec, self.caller, allowed=True)
+        ctx = OperationContext(
+            op_id=op_id, op_name=spec.name, caller=self.caller, session_id=self.session_id,
+            sink=self._progress, min_interval=self.host.limits.progress_interval,
+        )
+        op = _RunningOp(op_id, spec, ctx, params)
+        if self.memory is not None and self.proto.transport is Transport.MEMORY:
+            self.memory.write_status(op_id, Status.STARTED)
+        self._send(m.Started(op_id, int(Status.STARTED)))
+        self.running = op
+        if handler.inline:
+            self._run_handler(op, handler)
+            self._finish(op)
+        else:
+            op.thread = threading.Thread(
+                target=self._run_in_worker, args=(op, handler),
+                name=f"aether-op-{self.session_id}-{op_id}", daemon=True,
+            )
+            op.thread.start()
+
+    def _run_handler(self, op: _RunningOp, handler: Handler) -> None:
+        try:
+            op.result = handler.func(op.params, op.ctx)
+        except BaseException as exc:  # reported to the client as FAILED/CANCELLED
+            op.error = exc
+        finally:
+            op.done.set()
+
+    def _run_in_worker(self, op: _RunningOp, handler: Handler) -> None:
+        self._run_handler(op, handler)
+        self.wake()
+
+    def _progress(self, op_id: int, permille: int, message: str, done: int, total: int) -> None:
+        """Called from the handler's thread; rate-limited by the context."""
+        if self.running is None or self.running.op_id != op_id or self.running.done.is_set():
+            return
+        info = encode_payload(ProgressInfo(message=message, done=done, total=total))
+        try:
+            with self._lock:
+                if self.proto.state is not State.RUNNING or self.proto.current_op_id != op_id:
+                    return
+                if self.memory is not None and self.proto.transport is Transport.MEMORY:
+                    self.memory.write_progress(op_id, permille)
+                data = self.proto.send(m.Progress(op_id, permille, info))
+            self.channel.send(data)
+        except (AetherError, ValueError):
+            # The client is gone or its blocks are: the session thread will
+            # notice and end; the handler learns through cancellation.
+            self.running.ctx.cancel()
+
+    def _finish(self, op: _RunningOp) -> None:
+        """Step O4: write the result (payload, then header), then send DONE."""
+        self.running = None
+        status, payload = self._outcome(op)
+        if self.proto.transport is Transport.SOCKET:
+            if len(payload) > self.proto.max_payload:
+                status, payload = self._too_large(len(payload), self.proto.max_payload)
+            self._send(m.DoneInline(op.op_id, int(status), payload))
+            return
+        assert self.memory is not None
+        if len(payload) > self.memory.result_capacity:
+            status, payload = self._too_large(len(payload), self.memory.result_capacity)
+        try:
+            self.memory.write_status(op.op_id, status, payload, 1000)
+        except AetherError as exc:
+            self._fatal(ErrorCode.MEMORY_ACCESS, f"writing the result: {exc}")
+        self._send(m.Done(op.op_id, int(status)))
+        self.host.operation_finished(op.spec, status)
+
+    @staticmethod
+    def _too_large(size: int, capacity: int) -> tuple[Status, bytes]:
+        needed = osapi.round_to_pages(size + wire.HEADER_SIZE)
+        info = ErrorInfo(
+            message=f"result of {size} bytes does not fit in {capacity} bytes; "
+            f"register a return block of at least {needed} bytes",
+            details={"needed": needed, "size": size},
+        )
+        return Status.RESULT_TOO_LARGE, encode_payload(info)
+
+    def _outcome(self, op: _RunningOp) -> tuple[Status, bytes]:
+        exc = op.error
+        if exc is None:
+            if op.ctx.cancelled and op.result is None:
+                return Status.CANCELLED, encode_payload(ErrorInfo(message="cancelled"))
+            try:
+                return Status.OK, encode_payload(op.result)
+            except (TypeError, ValueError, msgspec.EncodeError) as enc:
+                log.error("op %s returned an unencodable result: %s", op.spec.name, enc)
+                return Status.FAILED, encode_payload(ErrorInfo(message="result not encodable"))
+        if isinstance(exc, Cancelled):
+            return Status.CANCELLED, encode_payload(ErrorInfo(message="cancelled"))
+        if isinstance(exc, OperationFailed):
+            return Status.FAILED, encode_payload(
+                ErrorInfo(message=exc.message, details=exc.details)
+            )
+        if isinstance(exc, TimeoutError):
+            return Status.TIMED_OUT, encode_payload(ErrorInfo(message=str(exc) or "timed out"))
+        log.error(
+            "op %s (session %d) raised:\n%s", op.spec.name, self.session_id,
+            "".join(traceback.format_exception(exc)),
+        )
+        return Status.FAILED, encode_payload(
+            ErrorInfo(message=f"internal error ({type(exc).__name__}); see the service log")
+        )

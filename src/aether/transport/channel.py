@@ -1,0 +1,130 @@
+"""The control channel: one ``AF_UNIX`` ``SOCK_SEQPACKET`` connection.
+
+Wraps the socket so that callers see whole datagrams, bounded waits and
+Aether errors: an empty read or a reset is :class:`PeerGoneError`, a wait
+that runs out is :class:`AetherTimeoutError`. Sends use ``MSG_NOSIGNAL`` so
+a vanished peer can never kill the process with SIGPIPE (threat T28).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket
+import threading
+import time
+
+from aether.errors import AetherTimeoutError, ClosedResourceError, PeerGoneError
+
+RECV_CHUNK = 64 * 1024
+
+
+class Channel:
+    """One end of a control connection.
+
+    ``extra_fds`` are watched alongside the socket by :meth:`recv`: when one
+    becomes readable (a pidfd whose process exited, an eventfd used as a
+    wake-up) ``recv`` returns None and the caller inspects it.
+    """
+
+    def __init__(self, sock: socket.socket, *, max_datagram: int = RECV_CHUNK) -> None:
+        self.sock = sock
+        self.max_datagram = max_datagram
+        self._send_lock = threading.Lock()
+        self._closed = False
+        sock.setblocking(True)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self, datagram: bytes) -> None:
+        """Send one datagram; a gone peer raises PeerGoneError."""
+        if self._closed:
+            raise ClosedResourceError("channel is closed")
+        with self._send_lock:
+            try:
+                self.sock.sendmsg([datagram], [], socket.MSG_NOSIGNAL)
+            except (BrokenPipeError, ConnectionResetError, ConnectionRefusedError) as exc:
+                raise PeerGoneError(f"peer closed the connection ({exc.strerror})") from None
+            except OSError as exc:
+                if exc.errno == errno.EBADF:
+                    raise ClosedResourceError("channel is closed") from None
+                raise PeerGoneError(f"send failed: {exc.strerror}") from None
+
+    def try_send(self, datagram: bytes) -> bool:
+        """Send, returning False instead of raising if the peer is gone."""
+        try:
+            self.send(datagram)
+        except (PeerGoneError, ClosedResourceError):
+            return False
+        return True
+
+    def recv(
+        self,
+        timeout: float | None = None,
+        extra_fds: tuple[int, ...] = (),
+        size: int | None = None,
+    ) -> bytes | None:
+        """Wait up to ``timeout`` seconds for one datagram.
+
+        Returns the datagram (``b""`` when the peer closed), or None when one
+        of ``extra_fds`` became readable first. Raises AetherTimeoutError when
+        the wait runs out.
+        """
+        if self._closed:
+            raise ClosedResourceError("channel is closed")
+        want = size or self.max_datagram
+        if timeout is None and not extra_fds:
+            return self._recv_now(want)
+        poller = select.poll()
+        poller.register(self.sock.fileno(), select.POLLIN | select.POLLHUP | select.POLLERR)
+        for fd in extra_fds:
+            poller.register(fd, select.POLLIN)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            ms = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000) + 1)
+            ready = poller.poll(ms)
+            if not ready:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise AetherTimeoutError(f"no message within {timeout:.3f} s")
+                continue
+            fds = {fd for fd, _ in ready}
+            if self.sock.fileno() in fds:
+                return self._recv_now(want)
+            return None
+
+    def _recv_now(self, size: int) -> bytes:
+        try:
+            data, _anc, flags, _addr = self.sock.recvmsg(size)
+        except (ConnectionResetError, BrokenPipeError):
+            return b""
+        except OSError as exc:
+            if exc.errno == errno.EBADF:
+                raise ClosedResourceError("channel is closed") from None
+            raise PeerGoneError(f"recv failed: {exc.strerror}") from None
+        if flags & socket.MSG_TRUNC:
+            # An oversized datagram: report it as one that is too long so the
+            # protocol rejects it, never as a silently shortened message.
+            return data + b"\0"
+        return data
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+def make_wakeup() -> tuple[int, int]:
+    """A non-blocking pipe used to wake a thread blocked in Channel.recv."""
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    return r, w

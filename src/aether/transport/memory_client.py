@@ -1,0 +1,71 @@
+"""The seed's memory transport, client side: two private blocks filled with
+the pattern, parameters written in, results read out.
+
+The parameter block stays ``PROT_READ`` except while this process writes a
+request into it; the return block is ``PROT_READ|PROT_WRITE``; neither is
+ever executable (seed step 1).
+"""
+
+from __future__ import annotations
+
+from aether import osapi, wire
+from aether.errors import RemoteProtocolError
+from aether.wire import ParamHeader, ReturnHeader
+
+
+class MemoryClientSide:
+    """The two blocks of one session."""
+
+    def __init__(self, param_size: int, retn_size: int) -> None:
+        self.param = osapi.PrivateBlock(param_size, osapi.PROT_READ)
+        try:
+            self.retn = osapi.PrivateBlock(retn_size, osapi.PROT_READ | osapi.PROT_WRITE)
+        except BaseException:
+            self.param.close()
+            raise
+
+    @property
+    def param_capacity(self) -> int:
+        return self.param.size - wire.HEADER_SIZE
+
+    @property
+    def retn_capacity(self) -> int:
+        return self.retn.size - wire.HEADER_SIZE
+
+    def fill_pattern(self) -> None:
+        """Seed step 1: fill both blocks with 0x1337D00D."""
+        self.param.fill_pattern(wire.PATTERN)
+        self.retn.fill_pattern(wire.PATTERN)
+
+    def zeros_written(self) -> bool:
+        """Seed step 16: the service replaced the pattern with zeros."""
+        return self.param.is_zero() and self.retn.is_zero()
+
+    def write_params(self, op_id: int, op_code: int, payload: bytes | memoryview) -> None:
+        """Operation step O1: payload first, then the header, then read-only again."""
+        n = len(payload)
+        if n > self.param_capacity:
+            raise ValueError(f"parameters of {n} bytes exceed the block ({self.param_capacity})")
+        header = ParamHeader.for_payload(op_id, op_code, payload)
+        with self.param.writable() as view:
+            view[wire.HEADER_SIZE:wire.HEADER_SIZE + n] = payload
+            view[:wire.HEADER_SIZE] = header.pack()
+
+    def read_return(self, op_id: int) -> tuple[ReturnHeader, bytes]:
+        """Operation step O4: check op id, length and crc; copy the payload out."""
+        view = self.retn.view
+        header = ReturnHeader.unpack(view[:wire.HEADER_SIZE])
+        if header.op_id != op_id:
+            raise RemoteProtocolError(
+                f"return block holds op {header.op_id}, expected {op_id}", event="Done"
+            )
+        if header.length > self.retn_capacity:
+            raise RemoteProtocolError("return length exceeds the block", event="Done")
+        payload = bytes(view[wire.HEADER_SIZE:wire.HEADER_SIZE + header.length])
+        if wire.crc32(payload) != header.crc:
+            raise RemoteProtocolError("return payload fails its crc32", event="Done")
+        return header, payload
+
+    def close(self) -> None:
+        self.param.close()
+        self.retn.close()

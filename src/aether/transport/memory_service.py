@@ -1,0 +1,216 @@
+"""The seed's memory transport, service side: verify the client, check its
+blocks, run the pattern test, then move parameters and results through the
+client's own memory.
+
+Identity comes from the kernel, never from the message (threat T1): the
+claimed pid must equal ``SO_PEERCRED``'s, the pidfd comes from
+``SO_PEERPIDFD`` (no pid-reuse window, T3), and ``/proc/<pid>/mem`` is opened
+once and checked against the pidfd right after (T4). All later I/O goes
+through that descriptor, which reaches nothing after the client exits or
+``execve``s (T6). Blocks must lie in private anonymous non-executable
+mappings, and every transfer is bounds-checked against the two registered
+blocks (T10-T12). Parameters are copied once and only the copy is validated
+(T14).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aether import osapi, wire
+from aether.errors import AetherError, OSAPIError, RemoteProtocolError
+from aether.wire import BlockSpec, ErrorCode, ParamHeader, ReturnHeader
+
+_PATTERN_WORD = wire.PATTERN.to_bytes(4, "little")
+
+
+@dataclass
+class HandshakeFailure(Exception):
+    """A step of the handshake failed; ``code`` goes into TEST_DONE or ERROR."""
+
+    code: ErrorCode
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.code.name}: {self.text}"
+
+
+class MemoryServiceSide:
+    """Per-session state of the memory transport in the service."""
+
+    def __init__(
+        self, *, peer: osapi.PeerCredentials, pidfd: int, max_block: int
+    ) -> None:
+        self.peer = peer
+        self.pidfd = pidfd
+        self.max_block = max_block
+        self.memory: osapi.ProcessMemory | None = None
+        self.param: BlockSpec | None = None
+        self.retn: BlockSpec | None = None
+        self._pending_param: BlockSpec | None = None
+
+    # -- handshake ----------------------------------------------------------
+    def accept_pid(self, claimed: int) -> None:
+        """Step H3: the claimed pid must be the kernel-reported peer."""
+        if claimed != self.peer.pid:
+            raise HandshakeFailure(
+                ErrorCode.PID_MISMATCH,
+                f"claimed pid {claimed} is not the connecting process",
+            )
+        if _pidfd_pid(self.pidfd) not in (self.peer.pid, None):
+            raise HandshakeFailure(ErrorCode.PID_MISMATCH, "pidfd does not match the peer")
+        try:
+            memory = osapi.ProcessMemory(claimed)
+        except OSAPIError as exc:
+            raise HandshakeFailure(ErrorCode.MEMORY_ACCESS, f"cannot open client memory: {exc}") \
+                from None
+        # Opened after the pidfd: if the process is still alive now, the
+        # descriptor belongs to it and not to a later process with its pid.
+        if osapi.pidfd_exited(self.pidfd):
+            memory.close()
+            raise HandshakeFailure(ErrorCode.PEER_EXITED, "client exited during the handshake")
+        if self.memory is not None:
+            self.memory.close()
+        self.memory = memory
+
+    def accept_param(self, address: int, size: int) -> None:
+        """Step H4 (and O6): record the parameter block after pure checks."""
+        block = BlockSpec(address, size)
+        self._check(block)
+        self._pending_param = block
+
+    def accept_retn(self, address: int, size: int) -> None:
+        """Step H5: record the return block; check both against the maps."""
+        block = BlockSpec(address, size)
+        self._check(block)
+        if self._pending_param is None:
+            raise HandshakeFailure(ErrorCode.PROTOCOL, "ADDR_RETN before ADDR_PARAM")
+        code, text = wire.check_pair(self._pending_param, block)
+        if code:
+            raise HandshakeFailure(code, text)
+        maps = _read_maps(self.peer.pid)
+        _check_in_maps(self._pending_param, maps, "parameter")
+        _check_in_maps(block, maps, "return")
+        assert self.memory is not None
+        self.memory.clear_regions()
+        self.memory.register(osapi.Region(self._pending_param.address, self._pending_param.size))
+        self.memory.register(osapi.Region(block.address, block.size))
+        self.param, self.retn = self._pending_param, block
+        self._pending_param = None
+
+    def pattern_test(self) -> None:
+        """Step H6-H7: both blocks hold only the pattern; overwrite with zeros."""
+        assert self.memory is not None and self.param and self.retn
+        for name, block in (("parameter", self.param), ("return", self.retn)):
+            try:
+                data = self.memory.read(block.address, block.size)
+            except OSAPIError as exc:
+                raise HandshakeFailure(ErrorCode.MEMORY_ACCESS, f"{name} block: {exc}") from None
+            if data != _PATTERN_WORD * (block.size // 4):
+                raise HandshakeFailure(
+                    ErrorCode.PATTERN_MISMATCH, f"{name} block does not hold 0x1337D00D"
+                )
+        for block in (self.param, self.retn):
+            try:
+                self.memory.write(block.address, bytes(block.size))
+            except OSAPIError as exc:
+                raise HandshakeFailure(ErrorCode.MEMORY_ACCESS, f"writing zeros: {exc}") from None
+
+    def _check(self, block: BlockSpec) -> None:
+        code, text = wire.check_block(block, page_size=osapi.PAGE_SIZE, max_size=self.max_block)
+        if code:
+            raise HandshakeFailure(code, text)
+
+    # -- operations ---------------------------------------------------------
+    def read_params(self, op_id: int, length: int) -> tuple[int, bytes]:
+        """Step O2: copy header and payload once; validate only the copy.
+
+        Returns (op_code, payload). Raises RemoteProtocolError for a header
+        that does not match EXECUTE, or AetherError when memory is gone.
+        """
+        assert self.memory is not None and self.param is not None
+        if length > self.param.capacity:
+            raise RemoteProtocolError(
+                f"EXECUTE length {length} exceeds the parameter block ({self.param.capacity})",
+                event="Execute",
+            )
+        raw = self.memory.read(self.param.address, wire.HEADER_SIZE + length)
+        header = ParamHeader.unpack(raw)
+        code, text = wire.check_param_header(
+            header, expected_op_id=op_id, op_code=None, capacity=self.param.capacity
+        )
+        if code:
+            raise RemoteProtocolError(text, event="Execute")
+        if header.length != length:
+            raise RemoteProtocolError(
+                f"header length {header.length} differs from EXECUTE's {length}", event="Execute"
+            )
+        payload = raw[wire.HEADER_SIZE:]
+        if wire.crc32(payload) != header.crc:
+            raise RemoteProtocolError("parameter payload fails its crc32", event="Execute")
+        return header.op_code, payload
+
+    @property
+    def result_capacity(self) -> int:
+        assert self.retn is not None
+        return self.retn.capacity
+
+    def write_status(self, op_id: int, status: int, payload: bytes = b"",
+                     progress: int = 0) -> None:
+        """Write a payload then its header into the return block (step O2/O4)."""
+        assert self.memory is not None and self.retn is not None
+        if len(payload) > self.retn.capacity:
+            raise ValueError("payload larger than the return block")
+        header = ReturnHeader.for_payload(op_id, status, payload, progress)
+        if payload:
+            self.memory.write(self.retn.address + wire.HEADER_SIZE, payload)
+        self.memory.write(self.retn.address, header.pack())
+
+    def write_progress(self, op_id: int, permille: int) -> None:
+        """Update only the progress field of the return header."""
+        assert self.memory is not None and self.retn is not None
+        header = ReturnHeader.for_payload(op_id, wire.Status.STARTED, b"", permille)
+        self.memory.write(self.retn.address, header.pack())
+
+    def close(self) -> None:
+        if self.memory is not None:
+            self.memory.close()
+            self.memory = None
+
+
+def _pidfd_pid(pidfd: int) -> int | None:
+    """The pid a pidfd refers to, from /proc/self/fdinfo (None if unknown)."""
+    try:
+        with open(f"/proc/self/fdinfo/{pidfd}", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Pid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _read_maps(pid: int) -> list[osapi.MemoryMapping]:
+    try:
+        return osapi.read_maps(pid)
+    except AetherError as exc:
+        raise HandshakeFailure(ErrorCode.MEMORY_ACCESS, f"cannot read maps: {exc}") from None
+
+
+def _check_in_maps(block: BlockSpec, maps: list[osapi.MemoryMapping], name: str) -> None:
+    covering = osapi.mappings_covering(maps, block.address, block.size)
+    if not covering:
+        raise HandshakeFailure(ErrorCode.BAD_BLOCK, f"{name} block is not mapped")
+    if len(covering) != 1 or not covering[0].contains(block.address, block.size):
+        raise HandshakeFailure(
+            ErrorCode.BAD_BLOCK, f"{name} block is not inside one mapping"
+        )
+    mapping = covering[0]
+    if mapping.executable:
+        raise HandshakeFailure(ErrorCode.BAD_BLOCK, f"{name} block is executable")
+    if not mapping.private or not mapping.anonymous:
+        raise HandshakeFailure(
+            ErrorCode.BAD_BLOCK,
+            f"{name} block must be private anonymous memory (found {mapping.perms} "
+            f"{mapping.path or 'inode ' + str(mapping.inode)})",
+        )
