@@ -24,6 +24,7 @@ from .main import (
     EXIT_OPERATION_FAILED,
     EXIT_OTHER,
     EXIT_UNAUTHORIZED,
+    EXIT_USAGE,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -35,6 +36,8 @@ def exit_code_for(exc: AetherError) -> int:
     if isinstance(exc, ConnectError | HandshakeError | PeerGoneError):
         return EXIT_CONNECT
     if isinstance(exc, OperationError):
+        if exc.status_name in ("REJECTED_BAD_PARAMS", "REJECTED_UNKNOWN_OP"):
+            return EXIT_USAGE
         return EXIT_OPERATION_FAILED
     if isinstance(exc, PrimitiveError):
         return EXIT_OTHER

@@ -36,6 +36,7 @@ from aether.wire import ErrorCode, messages as m
 from .context import OperationContext
 from .listener import bind_control_socket, default_socket_path
 from .policy import Caller, Limits, Policy
+from .sdnotify import Notifier
 from .session import Session
 
 log = logging.getLogger("aether.service")
@@ -184,12 +185,16 @@ class Service:
                 signal.signal(sig, lambda *_: self.stop())
         log.info("service %s %s listening on %s (pid %d)", self.name, self.version, path,
                  os.getpid())
+        notifier = Notifier()
         self._ready.set()
         if on_ready is not None:
             on_ready(path)
+        notifier.ready(f"listening on {path}")
+        notifier.start_watchdog(lambda: not self._stopping.is_set())
         try:
             self._accept_loop(listener)
         finally:
+            notifier.stopping("stopping: finishing running operations")
             listener.close()
             try:
                 if path.is_socket():
@@ -197,6 +202,7 @@ class Service:
             except OSError:
                 pass
             self._shutdown_sessions()
+            notifier.close()
             log.info("service %s stopped", self.name)
 
     def wait_ready(self, timeout: float | None = None) -> bool:
