@@ -207,7 +207,9 @@ class Client:
                 f"ours {self.registry.fingerprint():016x}",
             )
         self._step(steps.HELLO, f"HELLO: protocol {hello.version}, schema "
-                   f"{hello.fingerprint:016x}, transports {Transport(hello.transports)!r}")
+                   f"{hello.fingerprint:016x}, transports offered: "
+                   + ", ".join(t.name.lower() for t in Transport
+                               if t.name and hello.transports & t))
         if transport is Transport.MEMORY and not hello.transports & Transport.MEMORY:
             raise HandshakeError("H2", "unsupported-transport",
                                  "the service does not offer the memory transport here")
@@ -222,9 +224,14 @@ class Client:
             self._step(steps.READY, "session ready on the socket transport")
             return
         self._maybe_set_ptracer()
-        self._send(m.ClientPid(os.getpid()))
-        self._step(steps.PID_SENT, f"CLIENT_PID {os.getpid()} sent")
-        self._register_blocks(self.block_size, self.block_size, deadline)
+        memory = self._allocate_blocks(self.block_size, self.block_size)
+        try:
+            self._send(m.ClientPid(os.getpid()))
+            self._step(steps.PID_SENT, f"CLIENT_PID {os.getpid()} sent")
+        except BaseException:
+            memory.close()
+            raise
+        self._register_blocks(memory, deadline)
 
     def _maybe_set_ptracer(self) -> None:
         """Seed step H3/Yama: only after the service was verified, only for a
@@ -236,8 +243,8 @@ class Client:
             self._step(steps.PTRACER_SET,
                        f"Yama ptrace_scope=1: allowed pid {self.service_pid} to read our memory")
 
-    def _register_blocks(self, param_size: int, retn_size: int, deadline: float) -> None:
-        old = self.memory
+    def _allocate_blocks(self, param_size: int, retn_size: int) -> MemoryClientSide:
+        """Seed step 1: allocate both blocks and fill them with the pattern."""
         memory = MemoryClientSide(param_size, retn_size)
         self._step(steps.BLOCKS_ALLOCATED,
                    f"parameter block 0x{memory.param.address:x} ({memory.param.size} bytes, "
@@ -245,7 +252,16 @@ class Client:
                    f"({memory.retn.size} bytes, read-write); private, anonymous, never executable")
         try:
             memory.fill_pattern()
-            self._step(steps.PATTERN_WRITTEN, "both blocks filled with 0x1337D00D")
+        except BaseException:
+            memory.close()
+            raise
+        self._step(steps.PATTERN_WRITTEN, "both blocks filled with 0x1337D00D")
+        return memory
+
+    def _register_blocks(self, memory: MemoryClientSide, deadline: float) -> None:
+        """Seed steps 6-17: announce the blocks and run the pattern test both ways."""
+        old = self.memory
+        try:
             self._send(m.AddrParam(memory.param.address, memory.param.size))
             self._send(m.AddrRetn(memory.retn.address, memory.retn.size))
             self._step(steps.ADDRESSES_SENT, "ADDR_PARAM and ADDR_RETN sent")
@@ -373,7 +389,9 @@ class Client:
         assert self.memory is not None
         p = param_size or self.memory.param.size
         r = retn_size or self.memory.retn.size
-        self._register_blocks(p, r, time.monotonic() + self.timeout)
+        if self._current is not None:
+            raise BusyResourceError("cannot re-register blocks while an operation runs")
+        self._register_blocks(self._allocate_blocks(p, r), time.monotonic() + self.timeout)
 
     def _send_cancel(self, op: Operation) -> None:
         with self._lock:
