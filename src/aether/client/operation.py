@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -34,7 +33,6 @@ class Operation:
         self.start_time = time.monotonic()
         self._result: Any = None
         self._error: BaseException | None = None
-        self._done = threading.Event()
 
     @property
     def elapsed(self) -> float:
@@ -73,7 +71,6 @@ class Operation:
         self._result = result
         self._error = error
         self.finished = True
-        self._done.set()
 
     def __repr__(self) -> str:
         state = "done" if self.finished else "running"

@@ -27,6 +27,10 @@ class OperationFailed(AetherError):
         super().__init__(message)
 
 
+# Events are created only for handlers that wait on cancellation: most
+# operations never need one, and creating it costs more than a fast call.
+_EVENT_LOCK = threading.Lock()
+
 ProgressSink = Callable[[int, int, str, int, int], None]
 
 
@@ -49,7 +53,8 @@ class OperationContext:
         self.session_id = session_id
         self._sink = sink
         self._min_interval = min_interval
-        self._cancel = threading.Event()
+        self._cancelled = False
+        self._cancel_event: threading.Event | None = None
         self._last_sent = 0.0
         self._last_permille = -1
         self.started = time.monotonic()
@@ -57,19 +62,27 @@ class OperationContext:
     @property
     def cancelled(self) -> bool:
         """True once the client sent CANCEL (or the session is ending)."""
-        return self._cancel.is_set()
+        return self._cancelled
 
     def check_cancelled(self) -> None:
         """Raise :class:`Cancelled` if the operation was cancelled."""
-        if self._cancel.is_set():
+        if self._cancelled:
             raise Cancelled(f"operation {self.op_id} cancelled")
 
     def wait_cancelled(self, timeout: float | None) -> bool:
         """Sleep up to ``timeout`` seconds, waking at once on cancel."""
-        return self._cancel.wait(timeout)
+        with _EVENT_LOCK:
+            if self._cancel_event is None:
+                self._cancel_event = threading.Event()
+                if self._cancelled:
+                    self._cancel_event.set()
+        return self._cancel_event.wait(timeout)
 
     def cancel(self) -> None:
-        self._cancel.set()
+        with _EVENT_LOCK:
+            self._cancelled = True
+            if self._cancel_event is not None:
+                self._cancel_event.set()
 
     def progress(self, done: int, total: int, message: str = "") -> None:
         """Report progress (``done`` of ``total``). Rate-limited; the first and

@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -55,7 +55,7 @@ class _RunningOp:
     thread: threading.Thread | None = None
     result: Any = None
     error: BaseException | None = None
-    done: threading.Event = field(default_factory=threading.Event)
+    finished: bool = False
 
 
 class _EndSession(Exception):
@@ -266,7 +266,7 @@ class Session:
                 self._goodbye(GoodbyeReason.NORMAL, "idle timeout")
             if data is None:
                 self._drain_wake()
-                if self.running is not None and self.running.done.is_set():
+                if self.running is not None and self.running.finished:
                     self._finish(self.running)
                 if self._client_exited():
                     log.info("session %d: client pid %d exited", self.session_id, self.peer.pid)
@@ -368,19 +368,20 @@ class Session:
             sink=self._progress, min_interval=self.host.limits.progress_interval,
         )
         op = _RunningOp(op_id, spec, ctx, params)
+        self.running = op
+        if handler.inline:
+            # Completes at once: DONE without STARTED (protocol.md step O4).
+            self._run_handler(op, handler)
+            self._finish(op)
+            return
         if self.memory is not None and self.proto.transport is Transport.MEMORY:
             self.memory.write_status(op_id, Status.STARTED)
         self._send(m.Started(op_id, int(Status.STARTED)))
-        self.running = op
-        if handler.inline:
-            self._run_handler(op, handler)
-            self._finish(op)
-        else:
-            op.thread = threading.Thread(
-                target=self._run_in_worker, args=(op, handler),
-                name=f"aether-op-{self.session_id}-{op_id}", daemon=True,
-            )
-            op.thread.start()
+        op.thread = threading.Thread(
+            target=self._run_in_worker, args=(op, handler),
+            name=f"aether-op-{self.session_id}-{op_id}", daemon=True,
+        )
+        op.thread.start()
 
     def _run_handler(self, op: _RunningOp, handler: Handler) -> None:
         try:
@@ -388,7 +389,7 @@ class Session:
         except BaseException as exc:  # reported to the client as FAILED/CANCELLED
             op.error = exc
         finally:
-            op.done.set()
+            op.finished = True
 
     def _run_in_worker(self, op: _RunningOp, handler: Handler) -> None:
         self._run_handler(op, handler)
@@ -396,7 +397,7 @@ class Session:
 
     def _progress(self, op_id: int, permille: int, message: str, done: int, total: int) -> None:
         """Called from the handler's thread; rate-limited by the context."""
-        if self.running is None or self.running.op_id != op_id or self.running.done.is_set():
+        if self.running is None or self.running.op_id != op_id or self.running.finished:
             return
         info = encode_payload(ProgressInfo(message=message, done=done, total=total))
         try:

@@ -19,11 +19,11 @@ NULL = 0
 _tls = threading.local()
 
 
-def SetLastError(code: int) -> None:  # noqa: N802 - Win32 name
+def SetLastError(code: int) -> None:
     _tls.code = int(code)
 
 
-def GetLastError() -> int:  # noqa: N802 - Win32 name
+def GetLastError() -> int:
     """The calling thread's last error code (``ERROR_*``)."""
     return int(getattr(_tls, "code", 0))
 
@@ -60,7 +60,7 @@ class HandleTable:
 handles = HandleTable()
 
 
-def CloseHandle(handle: int) -> bool:  # noqa: N802 - Win32 name
+def CloseHandle(handle: int) -> bool:
     """Close any handle of the Win32 face. Returns False (ERROR_INVALID_HANDLE)
     for an unknown handle."""
     obj = handles.pop(handle)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from aether.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 
 from . import messages as m
-from .codes import Status, Transport
+from .codes import PROTOCOL_VERSION, Status, Transport
 from .states import ANY_STATE, CLIENT_TABLE, RECV, SEND, SERVICE_TABLE, State, Table
 
 
@@ -151,10 +151,12 @@ class ServiceProtocol(_Protocol):
                     raise self._fail(direction, event, f"pid {pid} is not a valid pid")
                 self.claimed_pid = pid
                 self.transport = Transport.MEMORY
-            case (_, m.SocketMode()):
+            case (_, m.SocketMode(max_payload=limit)):
                 if not Transport.SOCKET & self.offered:
                     raise self._fail(direction, event, "socket transport not offered")
                 self.transport = Transport.SOCKET
+                if 0 < limit < self.max_payload:  # the client's limit binds us too
+                    self.max_payload = limit
             case (_, m.AddrParam(address=a, size=s)):
                 if self.transport is not Transport.MEMORY:
                     raise self._fail(direction, event, "blocks only exist on the memory transport")
@@ -240,6 +242,9 @@ class ClientProtocol(_Protocol):
 
     def _guard(self, direction: str, event: m.Event, nxt: State) -> State:
         match direction, event:
+            case (_, m.Hello(version=version)) if version != PROTOCOL_VERSION:
+                raise self._fail(direction, event,
+                                 f"protocol version {version}, ours {PROTOCOL_VERSION}")
             case (_, m.Hello()):
                 self.hello = event
             case (_, m.ClientPid()):

@@ -5,7 +5,8 @@ one connection. The service greets with HELLO; the client either registers
 two memory blocks (CLIENT_PID, ADDR_PARAM, ADDR_RETN, IPC_TEST) or selects
 the socket transport (SOCKET_MODE). Either way the service answers
 TEST_DONE and the client TEST_VERIFIED, and the session is IDLE. From IDLE
-one operation runs at a time: EXECUTE, STARTED, PROGRESS*, DONE. CANCEL may
+one operation runs at a time: EXECUTE, STARTED, PROGRESS*, DONE (an
+operation that completes at once may skip STARTED and PROGRESS). CANCEL may
 be sent while it runs; a late CANCEL for a finished op is ignored. ERROR and
 GOODBYE end the session from any state.
 
@@ -85,7 +86,8 @@ SERVICE_TABLE: Final[Table] = {
     },
     State.AWAIT_START: {
         (SEND, m.Started): State.RUNNING,  # O2 (rejection: -> IDLE, see guards)
-        (SEND, m.DoneInline): State.IDLE,  # O2 rejection (socket)
+        (SEND, m.Done): State.IDLE,  # O4 an op that completed at once needs no STARTED
+        (SEND, m.DoneInline): State.IDLE,  # O2 rejection or immediate result (socket)
         (RECV, m.Cancel): State.AWAIT_START,  # O5
         (RECV, m.Execute): State.AWAIT_START,  # O2 busy
         (RECV, m.ExecuteInline): State.AWAIT_START,  # O2 busy
@@ -120,7 +122,8 @@ CLIENT_TABLE: Final[Table] = {
     },
     State.AWAIT_START: {
         (RECV, m.Started): State.RUNNING,  # O2
-        (RECV, m.DoneInline): State.IDLE,  # O2 rejection (socket)
+        (RECV, m.Done): State.IDLE,  # O4 completed at once, no STARTED
+        (RECV, m.DoneInline): State.IDLE,  # O2 rejection or immediate result (socket)
         (SEND, m.Cancel): State.AWAIT_START,  # O5
     },
     State.RUNNING: {
