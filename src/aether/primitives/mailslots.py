@@ -1,0 +1,532 @@
+r"""Mailslots (seed 004): one reader, many writers, one message per write.
+
+>>> with Mailslot.create(r"\\.\mailslot\app\events") as slot:   # doctest: +SKIP
+...     with open_mailslot(r"\\.\mailslot\APP\Events") as writer:
+...         writer.write(b"hello")
+...     slot.read()
+b'hello'
+
+On Linux a local mailslot is an AF_UNIX datagram socket in the per-user
+namespace directory, drained by a thread into a user-space queue so writers
+never wait for the reader (``_mailslot_queue``); the name belongs to the
+creator for as long as it lives, even if it is killed (``_mailslot_store``).
+Remote names travel as UDP datagrams (``_mailslot_remote``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import warnings
+from dataclasses import dataclass
+
+from aether import runtime
+from aether.errors import (
+    AccessDeniedError,
+    ClosedResourceError,
+    InvalidHandleError,
+    InvalidNameError,
+    InvalidParameterError,
+    NoDataError,
+    NotFoundError,
+    OSAPIError,
+    PrimitiveTimeoutError,
+    Win32Error,
+)
+from aether.osapi import dgram
+
+from . import _mailslot_store as store
+from ._mailslot_names import MailslotName, fold_case
+from ._mailslot_queue import MessageQueue, QueueClosed, QueueTimeout
+from ._mailslot_remote import (
+    REMOTE_MESSAGE_LIMIT,
+    RemoteConfig,
+    decode_packet,
+    encode_packet,
+)
+
+__all__ = [
+    "FOREVER",
+    "NO_MESSAGE",
+    "REMOTE_MESSAGE_LIMIT",
+    "Mailslot",
+    "MailslotGoneError",
+    "MailslotInfo",
+    "MailslotName",
+    "MailslotStatus",
+    "MailslotTimeoutError",
+    "MailslotWriter",
+    "MessageTooLargeError",
+    "RemoteConfig",
+    "mailslot_status",
+    "open_mailslot",
+]
+
+FOREVER = 0xFFFFFFFF  # MAILSLOT_WAIT_FOREVER
+NO_MESSAGE = 0xFFFFFFFF  # MAILSLOT_NO_MESSAGE
+DEFAULT_MAX_QUEUED_BYTES = 64 << 20
+
+
+class MailslotTimeoutError(PrimitiveTimeoutError):
+    """No message arrived within the read timeout (ERROR_SEM_TIMEOUT, also
+    for timeout 0, reference 4.24). Attributes: ``timeout_ms``."""
+
+    def __init__(self, timeout_ms: int) -> None:
+        self.timeout_ms = timeout_ms
+        super().__init__(f"no message within {timeout_ms} ms")
+
+
+class MessageTooLargeError(InvalidParameterError):
+    """A write longer than the mailslot accepts. Attributes: ``size``,
+    ``limit``. The Windows code for exceeding nMaxMessageSize is
+    unconfirmed (reference 4.19); remote writes over 424 bytes fail with
+    ERROR_BAD_NETPATH as on Windows (4.14)."""
+
+    def __init__(self, size: int, limit: int, why: str, *, win32_code: int | None = None) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"message of {size} bytes exceeds {why} of {limit}", win32_code=win32_code)
+
+
+class MailslotGoneError(NoDataError):
+    """The mailslot's reader closed or died; this writer is useless now
+    (reference 4.32; Windows' code is unconfirmed, Aether uses ERROR_NO_DATA)."""
+
+
+@dataclass(frozen=True)
+class MailslotInfo:
+    """GetMailslotInfo's answer (reference 4.27).
+
+    Attributes:
+        max_message_size: as given at creation (0: any size).
+        next_size: size of the next message, or None when there is none.
+        message_count: messages waiting.
+        read_timeout: milliseconds, or FOREVER.
+    """
+
+    max_message_size: int
+    next_size: int | None
+    message_count: int
+    read_timeout: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "max_message_size": self.max_message_size,
+            "next_size": self.next_size,
+            "message_count": self.message_count,
+            "read_timeout": "forever" if self.read_timeout == FOREVER else self.read_timeout,
+        }
+
+
+@dataclass(frozen=True)
+class MailslotStatus:
+    """What any process of the user can learn about a mailslot by name."""
+
+    name: str
+    max_message_size: int
+    creator_pid: int
+    accepts_remote: bool
+    udp_port: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "max_message_size": self.max_message_size,
+            "creator_pid": self.creator_pid,
+            "accepts_remote": self.accepts_remote,
+            "udp_port": self.udp_port if self.accepts_remote else None,
+        }
+
+
+def _check_timeout(value: int) -> int:
+    if value == -1:
+        return FOREVER
+    if not isinstance(value, int) or not 0 <= value <= FOREVER:
+        raise InvalidParameterError(f"invalid read timeout {value!r} (0..0xFFFFFFFF ms)")
+    return value
+
+
+class Mailslot:
+    """The reading end of a mailslot, which only its creator holds (4.21).
+
+    Create with :meth:`create`; read with :meth:`read`; close with
+    :meth:`close` or ``with``. Closing (or the process exiting, however it
+    exits) deletes the mailslot and its unread messages (reference 4.31).
+    """
+
+    def __init__(
+        self,
+        name: MailslotName,
+        max_message_size: int,
+        read_timeout: int,
+        ownership: store.SlotOwnership,
+        sock: socket.socket,
+        queue: MessageQueue,
+        udp: socket.socket | None,
+    ) -> None:
+        self._name = name
+        self._max = max_message_size
+        self._timeout = read_timeout
+        self._ownership = ownership
+        self._sock = sock
+        self._queue = queue
+        self._udp = udp
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def create(
+        cls,
+        name: str | MailslotName,
+        max_message_size: int = 0,
+        read_timeout: int = FOREVER,
+        *,
+        accept_remote: bool = False,
+        remote: RemoteConfig | None = None,
+        max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
+    ) -> Mailslot:
+        r"""Create a mailslot (CreateMailslot).
+
+        Args:
+            name: ``\\.\mailslot\[path\]name``, case-insensitive.
+            max_message_size: 0 for any size (up to the local datagram
+                limit), else the largest message writers may send.
+            read_timeout: ms for each read: 0 returns at once, FOREVER waits.
+            accept_remote: also receive ``\\*\`` and ``\\host\`` messages
+                over UDP (unauthenticated; off by default, threat T39).
+            remote: UDP settings; default :meth:`RemoteConfig.from_env`.
+            max_queued_bytes: unread bytes held before writers feel
+                back-pressure.
+
+        Raises:
+            InvalidNameError: a malformed or remote name (4.3, 4.6).
+            AlreadyExistsError: a live mailslot has this name (4.4).
+        """
+        parsed = MailslotName.parse(name)
+        if not parsed.is_local:
+            raise InvalidNameError(f"a mailslot can only be created on this machine: {parsed}")
+        if not isinstance(max_message_size, int) or not 0 <= max_message_size <= 0xFFFFFFFF:
+            raise InvalidParameterError(f"invalid max_message_size {max_message_size!r}")
+        timeout = _check_timeout(read_timeout)
+        config = remote or RemoteConfig.from_env()
+        directory = runtime.namespace_dir("mailslots")
+        record = store.SlotRecord(
+            max_message_size, os.getpid(), accept_remote, config.port, parsed.text
+        )
+        ownership, sock = store.create(directory, parsed, record)
+        udp = None
+        try:
+            if accept_remote:
+                udp = dgram.udp_receiver(config.bind_address, config.port)
+            queue = MessageQueue(
+                sock,
+                max_message_size=max_message_size,
+                max_queued_bytes=max_queued_bytes,
+                udp=udp,
+                on_remote=_RemoteSorter(parsed).handle if udp is not None else None,
+                thread_name=f"aether-mailslot-{parsed.key[:8]}",
+            )
+        except OSAPIError as exc:
+            sock.close()
+            if udp is not None:
+                udp.close()
+            ownership.release()
+            raise InvalidParameterError(f"cannot receive remote messages: {exc}") from None
+        except BaseException:
+            sock.close()
+            ownership.release()
+            raise
+        return cls(parsed, max_message_size, timeout, ownership, sock, queue, udp)
+
+    # --- reading -----------------------------------------------------------
+
+    def read(self, timeout_ms: int | None = None, *, max_size: int | None = None) -> bytes:
+        """Remove and return the next whole message (ReadFile, 4.23).
+
+        Args:
+            timeout_ms: override :attr:`read_timeout` for this call.
+            max_size: a buffer size: a longer next message raises
+                InsufficientBufferError and stays queued (4.26).
+
+        Raises:
+            MailslotTimeoutError: nothing arrived in time (4.24, 4.25).
+            ClosedResourceError: the mailslot is closed.
+        """
+        timeout = self._timeout if timeout_ms is None else _check_timeout(timeout_ms)
+        try:
+            return self._queue.get(None if timeout == FOREVER else timeout, max_size)
+        except QueueTimeout:
+            raise MailslotTimeoutError(timeout) from None
+        except QueueClosed:
+            raise ClosedResourceError("the mailslot is closed") from None
+
+    def info(self) -> MailslotInfo:
+        """Exact state: every write that has returned is counted (4.27, 4.28)."""
+        self._check_open()
+        next_size, count = self._queue.peek_state()
+        return MailslotInfo(self._max, next_size, count, self._timeout)
+
+    @property
+    def read_timeout(self) -> int:
+        """Milliseconds each read waits (0: none, FOREVER). Settable (4.29)."""
+        return self._timeout
+
+    @read_timeout.setter
+    def read_timeout(self, value: int) -> None:
+        self._check_open()
+        self._timeout = _check_timeout(value)
+
+    @property
+    def max_message_size(self) -> int:
+        return self._max
+
+    @property
+    def name(self) -> str:
+        return self._name.text
+
+    @property
+    def dropped(self) -> int:
+        """Datagrams discarded because they were too large (a writer that
+        bypassed the size check) or the queue was full of remote ones."""
+        return self._queue.dropped
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedResourceError("the mailslot is closed")
+
+    # --- Win32 face hooks --------------------------------------------------
+
+    def _win32_read(self, n: int) -> bytes:
+        try:
+            return self.read(max_size=n)
+        except ClosedResourceError:
+            raise InvalidHandleError("the mailslot is closed") from None
+
+    def _win32_write(self, data: bytes) -> int:
+        raise AccessDeniedError("a mailslot's server handle cannot write (4.20)")
+
+    # --- lifetime -----------------------------------------------------------
+
+    def close(self) -> None:
+        """Delete the mailslot: writers then fail, unread messages go. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._ownership.release()
+        self._queue.close()
+        self._sock.close()
+        if self._udp is not None:
+            self._udp.close()
+
+    def __enter__(self) -> Mailslot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
+            self.close()
+
+    def __repr__(self) -> str:
+        return f"<Mailslot {self._name.text!r}{' closed' if self._closed else ''}>"
+
+
+class _RemoteSorter:
+    """Keeps remote datagrams for this mailslot; forwards unicast ones meant
+    for another local mailslot (see ``_mailslot_remote``)."""
+
+    def __init__(self, name: MailslotName) -> None:
+        self._folded = name.folded_path
+
+    def handle(self, packet: bytes, unicast: bool) -> bytes | None:
+        decoded = decode_packet(packet)
+        if decoded is None:
+            return None
+        path, payload = decoded
+        if path == self._folded:
+            return payload
+        if unicast:
+            with contextlib.suppress(Exception):
+                target = MailslotName.parse(f"\\\\.\\mailslot\\{path}")
+                with open_mailslot(target) as writer:
+                    writer._send_local(payload, nowait=True)
+        return None
+
+
+class MailslotWriter:
+    r"""A writing handle (CreateFile on a mailslot name). Thread-safe.
+
+    Local writers learn the mailslot's maximum message size when opened and
+    check it on every write; remote writers (``\\*\``, ``\\host\``) send UDP
+    datagrams of at most 424 bytes.
+    """
+
+    def __init__(
+        self,
+        name: MailslotName,
+        *,
+        sock: socket.socket,
+        max_message_size: int,
+        destination: tuple[str, int] | None,
+    ) -> None:
+        self._name = name
+        self._sock: socket.socket | None = sock
+        self._max = max_message_size
+        self._destination = destination
+        self._limit = dgram.datagram_limit(sock) if destination is None else REMOTE_MESSAGE_LIMIT
+
+    @property
+    def name(self) -> str:
+        return self._name.text
+
+    @property
+    def is_remote(self) -> bool:
+        return self._destination is not None
+
+    @property
+    def max_message_size(self) -> int:
+        """The mailslot's limit (0: any), as learnt at open; remote: 0."""
+        return self._max
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Send ``data`` as one message (WriteFile, 4.16); b"" is a message too (4.17).
+
+        Returns the number of bytes written (all of them).
+
+        Raises:
+            MessageTooLargeError: over the mailslot's maximum, the local
+                datagram limit, or 424 bytes for a remote name (4.14, 4.19).
+            MailslotGoneError: the reader is gone (4.32).
+            ClosedResourceError: this writer is closed.
+        """
+        payload = bytes(data)
+        if self._destination is not None:
+            return self._send_remote(payload)
+        return self._send_local(payload)
+
+    def _send_local(self, payload: bytes, *, nowait: bool = False) -> int:
+        sock = self._sock
+        if sock is None:
+            raise ClosedResourceError("the mailslot writer is closed")
+        size = len(payload)
+        if self._max and size > self._max:
+            raise MessageTooLargeError(size, self._max, "the mailslot's maximum message size")
+        if size > self._limit:
+            raise MessageTooLargeError(size, self._limit, "the local datagram limit")
+        try:
+            dgram.send(sock, payload, nowait=nowait)
+        except OSAPIError as exc:
+            if exc.errno == 90:  # EMSGSIZE
+                raise MessageTooLargeError(size, self._limit, "the local datagram limit") from None
+            raise MailslotGoneError(f"mailslot {self._name.text!r} is gone ({exc})") from None
+        return size
+
+    def _send_remote(self, payload: bytes) -> int:
+        sock = self._sock
+        if sock is None:
+            raise ClosedResourceError("the mailslot writer is closed")
+        if len(payload) > REMOTE_MESSAGE_LIMIT:
+            raise MessageTooLargeError(
+                len(payload), REMOTE_MESSAGE_LIMIT, "the remote message limit",
+                win32_code=Win32Error.ERROR_BAD_NETPATH,
+            )
+        assert self._destination is not None
+        packet = encode_packet(self._name.folded_path, payload)
+        try:
+            dgram.sendto(sock, packet, self._destination)
+        except OSAPIError as exc:
+            raise NotFoundError(
+                f"cannot send to {self._name.text!r}: {exc}",
+                win32_code=Win32Error.ERROR_BAD_NETPATH,
+            ) from None
+        return len(payload)
+
+    # --- Win32 face hooks --------------------------------------------------
+
+    def _win32_write(self, data: bytes) -> int:
+        return self.write(data)
+
+    def _win32_read(self, n: int) -> bytes:
+        raise AccessDeniedError("a mailslot client handle cannot read (4.22)")
+
+    # --- lifetime -----------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._sock is None
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+    def __enter__(self) -> MailslotWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<MailslotWriter {self._name.text!r}{' closed' if self.closed else ''}>"
+
+
+def open_mailslot(
+    name: str | MailslotName, *, remote: RemoteConfig | None = None
+) -> MailslotWriter:
+    r"""Open a mailslot for writing (CreateFile with OPEN_EXISTING).
+
+    Raises:
+        InvalidNameError: a malformed name.
+        NotFoundError: no live local mailslot of this name (4.11), or a
+            remote host that cannot be resolved (ERROR_BAD_NETPATH).
+    """
+    parsed = MailslotName.parse(name)
+    if parsed.is_local:
+        record, sock_name = store.lookup(runtime.namespace_dir("mailslots"), parsed)
+        try:
+            sock = dgram.connect_unix_dgram(runtime.namespace_dir("mailslots"), sock_name)
+        except OSAPIError as exc:
+            raise NotFoundError(f"no mailslot named {parsed.text!r} ({exc})") from None
+        return MailslotWriter(
+            parsed, sock=sock, max_message_size=record.max_message_size, destination=None
+        )
+    config = remote or RemoteConfig.from_env()
+    if parsed.is_broadcast:
+        destination = (config.broadcast_address, config.port)
+    else:
+        try:
+            destination = dgram.resolve_ipv4(parsed.server, config.port)
+        except OSAPIError as exc:
+            raise NotFoundError(str(exc), win32_code=Win32Error.ERROR_BAD_NETPATH) from None
+    sock = dgram.udp_sender(broadcast=parsed.is_broadcast)
+    return MailslotWriter(parsed, sock=sock, max_message_size=0, destination=destination)
+
+
+def mailslot_status(name: str | MailslotName) -> MailslotStatus:
+    """What the record of a live local mailslot says (any process of the user).
+
+    Raises:
+        NotFoundError: no live mailslot of this name.
+    """
+    parsed = MailslotName.parse(name)
+    if not parsed.is_local:
+        raise InvalidNameError("only local mailslots can be inspected")
+    record, _ = store.lookup(runtime.namespace_dir("mailslots"), parsed)
+    return MailslotStatus(
+        record.name, record.max_message_size, record.creator_pid, record.accepts_remote,
+        record.udp_port,
+    )
+
+
+def same_mailslot(a: str, b: str) -> bool:
+    """Whether two names denote the same mailslot (case-insensitive, 4.2)."""
+    return fold_case(MailslotName.parse(a).path) == fold_case(MailslotName.parse(b).path)
