@@ -53,7 +53,6 @@ import threading
 import weakref
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
@@ -89,6 +88,7 @@ OFF_SLOTS: Final = OFF_USED + SLOTS
 FILE_SIZE: Final = OFF_SLOTS + SLOTS * SLOT_SIZE
 
 _U32 = struct.Struct("<I")
+_COUNTS = struct.Struct("<IIQ")  # count reserved generation, at OFF_COUNT
 _U64 = struct.Struct("<Q")
 _SLOT = struct.Struct("<IIIHH")  # refcount hash next nbytes flags
 _REC = struct.Struct("<QIIII")  # seq offset length crc pad
@@ -141,10 +141,6 @@ class _Journal:
         self.pos = -1  # -1: no transaction open
         self.crash_hook: CrashHook | None = None
 
-    @property
-    def open(self) -> bool:
-        return self.pos >= 0
-
     def _begin(self) -> None:
         self.seq = _U64.unpack_from(self.mm, OFF_SEQ)[0] + 1
         _U64.pack_into(self.mm, OFF_SEQ, self.seq)
@@ -153,23 +149,24 @@ class _Journal:
 
     def write(self, offset: int, data: bytes) -> None:
         """Journal the old bytes at ``offset``, then write ``data`` there."""
-        if not self.open:
+        if self.pos < 0:
             self._begin()
-        mm, n = self.mm, len(data)
-        end = self.pos + _REC.size + _pad8(n)
+        mm, n, pos = self.mm, len(data), self.pos
+        end = pos + _REC.size + n
         if end > JOURNAL_END:
             raise RuntimeError("atom table transaction too large for the journal")
         old = mm[offset : offset + n]
         crc = zlib.crc32(old, zlib.crc32(_REC_PREFIX.pack(self.seq, offset, n)))
-        mm[self.pos + _REC.size : self.pos + _REC.size + n] = old
-        _REC.pack_into(mm, self.pos, self.seq, offset, n, crc, 0)
-        self.pos = end
+        # One record = header + old bytes. The order of its bytes does not
+        # matter: a record cut short fails its CRC and is ignored.
+        mm[pos:end] = _REC.pack(self.seq, offset, n, crc, 0) + old
+        self.pos = _pad8(end)
         mm[offset : offset + n] = data
         if self.crash_hook is not None:
             self.crash_hook(f"wrote {n} bytes at {offset}")
 
     def commit(self) -> None:
-        if self.open:
+        if self.pos >= 0:
             self.mm[OFF_ACTIVE] = 0
             self.pos = -1
 
@@ -201,6 +198,22 @@ class _Journal:
         return len(undo)
 
 
+class _Guard:
+    """Context manager for :meth:`FileAtomStore._locked` (cheaper than a
+    generator-based one on this hot path)."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: FileAtomStore) -> None:
+        self.store = store
+
+    def __enter__(self) -> mmap.mmap:
+        return self.store._enter()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
+        self.store._exit(exc_type is None)
+
+
 class FileAtomStore:
     """String-atom storage in the shared table file; indices are slots."""
 
@@ -210,6 +223,7 @@ class FileAtomStore:
         self._file = self._open()
         self._epoch = _fork_epoch
         self.recoveries = 0  # unfinished updates rolled back by this process
+        self._guard = _Guard(self)
         _stores.add(self)
 
     # -- opening and locking ------------------------------------------------
@@ -253,9 +267,14 @@ class FileAtomStore:
     def closed(self) -> bool:
         return self._file.fd < 0
 
-    @contextmanager
-    def _locked(self) -> Iterator[mmap.mmap]:
-        with self._lock:
+    def _locked(self) -> _Guard:
+        """``with self._locked() as mm``: the table, locked against threads and
+        processes; commits on success, rolls back on any exception."""
+        return self._guard
+
+    def _enter(self) -> mmap.mmap:
+        self._lock.acquire()
+        try:
             if self._epoch != _fork_epoch:
                 hook = self._journal.crash_hook
                 self._file.close()
@@ -265,17 +284,28 @@ class FileAtomStore:
             if self.closed:
                 raise ClosedResourceError("the atom table is closed")
             self._file.lock()
-            try:
-                if self._journal.rollback():
-                    self.recoveries += 1
-                try:
-                    yield self._file.mm
-                except BaseException:
-                    self._journal.rollback()
-                    raise
+        except BaseException:
+            self._lock.release()
+            raise
+        try:
+            if self._journal.rollback():
+                self.recoveries += 1
+        except BaseException:
+            self._exit(False)
+            raise
+        return self._file.mm
+
+    def _exit(self, ok: bool) -> None:
+        try:
+            if ok:
                 self._journal.commit()
-            finally:
+            else:
+                self._journal.rollback()
+        finally:
+            try:
                 self._file.unlock()
+            finally:
+                self._lock.release()
 
     # -- reading helpers (caller holds the lock) ------------------------------
 
@@ -318,9 +348,12 @@ class FileAtomStore:
     def _count(self, mm: mmap.mmap) -> int:
         return int(_U32.unpack_from(mm, OFF_COUNT)[0])
 
-    def _bump_generation(self, mm: mmap.mmap) -> None:
-        gen = _U64.unpack_from(mm, OFF_GENERATION)[0]
-        self._journal.write(OFF_GENERATION, _U64.pack((gen + 1) & 0xFFFFFFFFFFFFFFFF))
+    def _set_count(self, mm: mmap.mmap, count: int) -> None:
+        """Write the atom count and bump the generation, in one journaled write."""
+        _count, reserved, gen = _COUNTS.unpack_from(mm, OFF_COUNT)
+        self._journal.write(
+            OFF_COUNT, _COUNTS.pack(count, reserved, (gen + 1) & 0xFFFFFFFFFFFFFFFF)
+        )
 
     # -- operations --------------------------------------------------------------
 
@@ -352,8 +385,7 @@ class FileAtomStore:
             )
             journal.write(OFF_USED + index, b"\x01")
             journal.write(bucket_off, _U32.pack(index + 1))
-            journal.write(OFF_COUNT, _U32.pack(count + 1))
-            self._bump_generation(mm)
+            self._set_count(mm, count + 1)
             return index
 
     def find(self, key: str) -> int | None:
@@ -393,8 +425,7 @@ class FileAtomStore:
                 journal.write(OFF_SLOTS + prev * SLOT_SIZE + 8, _U32.pack(nxt))
             journal.write(slot_off, bytes(_SLOT.size))
             journal.write(OFF_USED + index, b"\x00")
-            journal.write(OFF_COUNT, _U32.pack(self._count(mm) - 1))
-            self._bump_generation(mm)
+            self._set_count(mm, self._count(mm) - 1)
             return 0
 
     def query(self, index: int) -> tuple[str, int]:
