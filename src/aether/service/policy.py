@@ -59,8 +59,8 @@ class Limits:
 
     max_sessions: int = 2048
     max_sessions_per_uid: int = 256
-    max_half_open: int = 64
-    max_half_open_per_uid: int = 16
+    max_half_open: int = 256
+    max_half_open_per_uid: int = 64
     handshake_timeout: float = 5.0
     idle_timeout: float | None = None
     max_block_size: int = 16 * 1024 * 1024
@@ -68,3 +68,7 @@ class Limits:
     progress_interval: float = 0.05
     shutdown_grace: float = 5.0
     socket_mode: int | None = None  # default: 0666 for system, 0600 for user services
+    # Seconds a session's thread polls its socket without sleeping after an
+    # operation, while it is the service's only session: back-to-back calls
+    # then cost no wake-up. 0 disables it.
+    spin: float = 0.0003
