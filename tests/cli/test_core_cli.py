@@ -1,0 +1,76 @@
+"""The ``aether`` command against a real service: output and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from aether.testing import python_env
+
+
+def aether(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "aether", *args], capture_output=True,
+                          text=True, env=python_env(env), timeout=120)
+
+
+def test_help_lists_commands_and_exit_codes():
+    r = aether("--help")
+    assert r.returncode == 0
+    for word in ("demo", "service", "call", "describe", "list", "Exit codes"):
+        assert word in r.stdout
+
+
+def test_usage_error_exit_code():
+    assert aether("call").returncode == 2
+    assert aether("no-such-command").returncode == 2
+
+
+def test_call_describe_list(guard, runtime_dir, tmp_path):
+    env = {"AETHER_RUNTIME_DIR": str(runtime_dir)}
+    (tmp_path / "a.txt").write_text("hello\n")
+    r = aether("call", "guard", "guard.hash_tree", f"root={tmp_path}", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["files"][0]["path"] == "a.txt"
+    assert out["files"][0]["digest"] == (
+        "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03")
+
+    r = aether("describe", "guard", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    names = [op["name"] for op in json.loads(r.stdout)["operations"]]
+    assert "guard.hash_tree" in names and "aether.echo" in names
+
+    r = aether("list", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert any(row["name"] == "guard" and row["running"] for row in rows)
+
+
+def test_exit_codes_distinguish_failures(guard, runtime_dir):
+    env = {"AETHER_RUNTIME_DIR": str(runtime_dir)}
+    failed = aether("call", "guard", "guard.hash_tree", "root=/nonexistent/dir", env=env)
+    assert failed.returncode == 1
+    assert "FAILED" in failed.stderr
+    bad = aether("call", "guard", "guard.hash_tree", "root=5", env=env)
+    assert bad.returncode == 2 and "$.root" in bad.stderr
+    unknown = aether("call", "guard", "guard.nope", env=env)
+    assert unknown.returncode == 2
+    gone = aether("call", "nosuchservice", "aether.echo", env=env)
+    assert gone.returncode == 3 and "no service named" in gone.stderr
+
+
+def test_service_run_refuses_a_live_socket(guard, runtime_dir):
+    r = aether("service", "run", "guard", "--socket", str(guard.socket_path),
+               env={"AETHER_RUNTIME_DIR": str(runtime_dir)})
+    assert r.returncode == 3
+    assert "already listening" in r.stderr
+
+
+def test_demo_runs_end_to_end():
+    r = aether("demo", "--files", "40")
+    assert r.returncode == 0, r.stdout + r.stderr
+    for text in ("blocks-allocated", "pattern-written", "pid-sent", "addresses-sent",
+                 "service-read-pattern", "zeros-verified", "files hashed",
+                 "exit code 0"):
+        assert text in r.stdout, text
