@@ -150,7 +150,8 @@ class MessageQueue:
             while True:
                 if self._closed:
                     raise QueueClosed
-                self._drain_locked()
+                if not self._messages:  # what the kernel holds arrived later
+                    self._drain_locked()
                 if self._messages:
                     size = len(self._messages[0])
                     if max_size is not None and size > max_size:

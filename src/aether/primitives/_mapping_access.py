@@ -144,6 +144,9 @@ def handle_access_for_existing(protect: int) -> int:
 def view_kind(handle_access: int, protect: Protect, desired: int) -> ViewKind:
     """Check a MapViewOfFile request and say how to map it.
 
+    ``handle_access`` is the handle's rights as :func:`normalize_open_access`
+    returns them (READ, WRITE, EXECUTE).
+
     ``desired`` follows MapViewOfFile: exactly FILE_MAP_COPY (optionally
     with FILE_MAP_EXECUTE) is a copy-on-write view; any request with
     FILE_MAP_WRITE (including FILE_MAP_ALL_ACCESS) is a read-write view
@@ -157,7 +160,7 @@ def view_kind(handle_access: int, protect: Protect, desired: int) -> ViewKind:
     """
     if desired & ~_KNOWN_ACCESS_BITS:
         raise InvalidParameterError(f"unknown view access bits {desired & ~_KNOWN_ACCESS_BITS:#x}")
-    execute = _has_execute(desired)
+    execute = bool(desired & Access.EXECUTE)  # only FILE_MAP_EXECUTE asks for it
     plain = desired & ~(SECTION_MAP_EXECUTE | Access.EXECUTE)
     if plain == Access.COPY:
         kind, needs = "copy", Access.READ

@@ -16,6 +16,7 @@ Remote names travel as UDP datagrams (``_mailslot_remote``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
 import threading
@@ -34,6 +35,7 @@ from aether.errors import (
     OSAPIError,
     PrimitiveTimeoutError,
     Win32Error,
+    WouldBlock,
 )
 from aether.osapi import dgram
 
@@ -357,8 +359,9 @@ class _RemoteSorter:
         if unicast:
             with contextlib.suppress(Exception):
                 target = MailslotName.parse(f"\\\\.\\mailslot\\{path}")
-                with open_mailslot(target) as writer:
-                    writer._send_local(payload, nowait=True)
+                if mailslot_status(target).accepts_remote:  # its creator opted in
+                    with open_mailslot(target) as writer:
+                        writer._send_local(payload, nowait=True)
         return None
 
 
@@ -425,8 +428,10 @@ class MailslotWriter:
         try:
             dgram.send(sock, payload, nowait=nowait)
         except OSAPIError as exc:
-            if exc.errno == 90:  # EMSGSIZE
+            if exc.errno == errno.EMSGSIZE:
                 raise MessageTooLargeError(size, self._limit, "the local datagram limit") from None
+            if exc.errno == errno.EAGAIN:
+                raise WouldBlock(f"mailslot {self._name.text!r} is full") from None
             raise MailslotGoneError(f"mailslot {self._name.text!r} is gone ({exc})") from None
         return size
 

@@ -326,9 +326,10 @@ class FileMapping:
             if self._data_fd < 0:
                 raise ClosedResourceError("the file mapping handle is closed")
             if access is None:
-                can_write = self._access & Access.WRITE and self._protect.writable
+                can_write = self._access & Access.WRITE and self._protect.writable  # raw 0x2
                 access = Access.WRITE if can_write else Access.READ
-            kind = view_kind(int(self._access), self._protect, int(access))
+            rights = normalize_open_access(int(self._access))
+            kind = view_kind(rights, self._protect, int(access))
             length = _view_length(offset, size, self._size)
             return MappedView._open(
                 self._data_fd,
