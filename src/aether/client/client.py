@@ -41,6 +41,7 @@ from aether.schema import (
     Registry,
     builtins as b,
     encode as encode_payload,
+    encode_into,
     spec_of,
 )
 from aether.transport.channel import Channel
@@ -80,6 +81,8 @@ class Client:
         timeout: bound on connecting and on the handshake, in seconds.
         block_size: size of each block in bytes (rounded up to pages).
         on_step: called with (step, text) as the handshake advances.
+        spin: seconds to poll for a reply without sleeping before blocking;
+            a reply within that window costs no wake-up (0 disables).
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class Client:
         timeout: float = 5.0,
         block_size: int = wire.DEFAULT_BLOCK_SIZE,
         on_step: StepCallback | None = None,
+        spin: float = 0.0003,
     ) -> None:
         if transport not in ("auto", "memory", "socket"):
             raise ValueError(f"unknown transport {transport!r}")
@@ -106,6 +110,7 @@ class Client:
         self.timeout = timeout
         self.block_size = osapi.round_to_pages(block_size)
         self.on_step = on_step
+        self.spin = spin
         self.fallback_reason = ""
         self.hello: m.Hello | None = None
         self.service_pid = 0
@@ -115,6 +120,7 @@ class Client:
         self._ptracer_set = False
         self._closed = False
         self._describe_cache: dict[str, b.OperationInfo] | None = None
+        self._encode_buffer = bytearray()  # reused: no page faults for large payloads
         self.memory: MemoryClientSide | None = None
         self.channel: Channel | None = None
         self.proto = wire.ClientProtocol()
@@ -304,7 +310,8 @@ class Client:
         spec = spec_of(params)
         if self.registry.by_code(spec.code) is not spec:
             raise SchemaError(f"{spec.name} is not in this client's schema")
-        return self._start(spec.code, spec.name, encode_payload(params), on_progress,
+        encode_into(params, self._encode_buffer)
+        return self._start(spec.code, spec.name, memoryview(self._encode_buffer), on_progress,
                            idempotent=spec.idempotent)
 
     def call_by_name(self, name: str, params: dict[str, Any] | None = None, *,
@@ -347,7 +354,7 @@ class Client:
         result: bytes = self.call(b.Echo(data=data))
         return result
 
-    def _start(self, code: int, name: str, payload: bytes,
+    def _start(self, code: int, name: str, payload: bytes | memoryview,
                on_progress: ProgressCallback | None, *, idempotent: bool) -> Operation:
         if self._closed:
             raise ClosedResourceError("client is closed")
@@ -363,7 +370,7 @@ class Client:
                     raise LimitsExceededError(op_id, int(Status.LIMITS_EXCEEDED),
                                               "LIMITS_EXCEEDED", "parameters too large")
                 self._current = op
-                self._send(m.ExecuteInline(op_id, code, payload))
+                self._send(m.ExecuteInline(op_id, code, bytes(payload)))
             else:
                 self._ensure_param_room(len(payload))
                 assert self.memory is not None
@@ -413,7 +420,7 @@ class Client:
                     raise AetherTimeoutError(f"{op.name} still running after {timeout} s")
                 assert self.channel is not None
                 try:
-                    data = self.channel.recv(remaining)
+                    data = self.channel.recv(remaining, spin=self.spin)
                 except AetherTimeoutError:
                     raise AetherTimeoutError(f"{op.name} still running after {timeout} s") \
                         from None
@@ -475,7 +482,7 @@ class Client:
             return
         self._finish_with(op, status, payload)
 
-    def _finish_with(self, op: Operation, status: int, payload: bytes) -> None:
+    def _finish_with(self, op: Operation, status: int, payload: bytes | memoryview) -> None:
         if status == Status.OK:
             try:
                 if self._typed or self.registry.by_code(op.code) is not None:

@@ -32,7 +32,13 @@ from aether.errors import (
     SchemaError,
     UnsupportedError,
 )
-from aether.schema import ErrorInfo, OperationSpec, ProgressInfo, encode as encode_payload
+from aether.schema import (
+    ErrorInfo,
+    OperationSpec,
+    ProgressInfo,
+    encode as encode_payload,
+    encode_into,
+)
 from aether.transport.channel import Channel, make_wakeup
 from aether.transport.memory_service import HandshakeFailure, MemoryServiceSide
 from aether.wire import ErrorCode, GoodbyeReason, State, Status, Transport, messages as m
@@ -102,6 +108,7 @@ class Session:
         self._lock = threading.Lock()  # guards proto and the return block
         self._wake_r, self._wake_w = make_wakeup()
         self.running: _RunningOp | None = None
+        self._result_buffer = bytearray()  # reused: no page faults for large results
         self.operations = 0
         self.established = False
         self.connected_at = time.monotonic()
@@ -260,8 +267,10 @@ class Session:
             if self._closing.is_set() and self.running is None:
                 self._goodbye(GoodbyeReason.SHUTDOWN, "service is stopping")
             timeout = idle if (idle and self.running is None) else None
+            spin = self.host.limits.spin if (
+                self.running is None and self.host.session_count <= 1) else 0.0
             try:
-                data = self.channel.recv(timeout, self._extra_fds())
+                data = self.channel.recv(timeout, self._extra_fds(), spin=spin)
             except AetherTimeoutError:
                 self._goodbye(GoodbyeReason.NORMAL, "idle timeout")
             if data is None:
@@ -340,7 +349,7 @@ class Session:
         self.memory.write_status(op_id, status, payload)
         self._send(m.Started(op_id, int(status)))
 
-    def _start(self, op_id: int, op_code: int, payload: bytes) -> None:
+    def _start(self, op_id: int, op_code: int, payload: bytes | memoryview) -> None:
         self.operations += 1
         spec = self.host.registry.by_code(op_code)
         if spec is None:
@@ -442,13 +451,14 @@ class Session:
         )
         return Status.RESULT_TOO_LARGE, encode_payload(info)
 
-    def _outcome(self, op: _RunningOp) -> tuple[Status, bytes]:
+    def _outcome(self, op: _RunningOp) -> tuple[Status, bytes | memoryview]:
         exc = op.error
         if exc is None:
             if op.ctx.cancelled and op.result is None:
                 return Status.CANCELLED, encode_payload(ErrorInfo(message="cancelled"))
             try:
-                return Status.OK, encode_payload(op.result)
+                encode_into(op.result, self._result_buffer)
+                return Status.OK, memoryview(self._result_buffer)
             except (TypeError, ValueError, msgspec.EncodeError) as enc:
                 log.error("op %s returned an unencodable result: %s", op.spec.name, enc)
                 return Status.FAILED, encode_payload(ErrorInfo(message="result not encodable"))

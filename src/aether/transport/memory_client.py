@@ -51,8 +51,11 @@ class MemoryClientSide:
             view[wire.HEADER_SIZE:wire.HEADER_SIZE + n] = payload
             view[:wire.HEADER_SIZE] = header.pack()
 
-    def read_return(self, op_id: int) -> tuple[ReturnHeader, bytes]:
-        """Operation step O4: check op id, length and crc; copy the payload out."""
+    def read_return(self, op_id: int) -> tuple[ReturnHeader, memoryview]:
+        """Operation step O4: check op id, length and crc.
+
+        Returns a view of the payload inside the return block: decode it
+        before the next operation reuses the block."""
         view = self.retn.view
         header = ReturnHeader.unpack(view[:wire.HEADER_SIZE])
         if header.op_id != op_id:
@@ -61,7 +64,7 @@ class MemoryClientSide:
             )
         if header.length > self.retn_capacity:
             raise RemoteProtocolError("return length exceeds the block", event="Done")
-        payload = bytes(view[wire.HEADER_SIZE:wire.HEADER_SIZE + header.length])
+        payload = view[wire.HEADER_SIZE:wire.HEADER_SIZE + header.length]
         if wire.crc32(payload) != header.crc:
             raise RemoteProtocolError("return payload fails its crc32", event="Done")
         return header, payload

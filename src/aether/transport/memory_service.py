@@ -48,6 +48,9 @@ class MemoryServiceSide:
         self.param: BlockSpec | None = None
         self.retn: BlockSpec | None = None
         self._pending_param: BlockSpec | None = None
+        # Reused for every request: large fresh buffers cost a page fault per
+        # page, more than the copy itself.
+        self._buffer = bytearray()
 
     # -- handshake ----------------------------------------------------------
     def accept_pid(self, claimed: int) -> None:
@@ -122,11 +125,13 @@ class MemoryServiceSide:
             raise HandshakeFailure(code, text)
 
     # -- operations ---------------------------------------------------------
-    def read_params(self, op_id: int, length: int) -> tuple[int, bytes]:
+    def read_params(self, op_id: int, length: int) -> tuple[int, memoryview]:
         """Step O2: copy header and payload once; validate only the copy.
 
-        Returns (op_code, payload). Raises RemoteProtocolError for a header
-        that does not match EXECUTE, or AetherError when memory is gone.
+        Returns (op_code, payload). The payload is a view of a buffer this
+        session reuses for its next request: decode it before then. Raises
+        RemoteProtocolError for a header that does not match EXECUTE, or
+        AetherError when memory is gone.
         """
         assert self.memory is not None and self.param is not None
         if length > self.param.capacity:
@@ -134,7 +139,11 @@ class MemoryServiceSide:
                 f"EXECUTE length {length} exceeds the parameter block ({self.param.capacity})",
                 event="Execute",
             )
-        raw = self.memory.read(self.param.address, wire.HEADER_SIZE + length)
+        total = wire.HEADER_SIZE + length
+        if len(self._buffer) < total:
+            self._buffer = bytearray(total)
+        raw = memoryview(self._buffer)[:total]
+        self.memory.readinto(self.param.address, raw)
         header = ParamHeader.unpack(raw)
         code, text = wire.check_param_header(
             header, expected_op_id=op_id, op_code=None, capacity=self.param.capacity
@@ -155,7 +164,7 @@ class MemoryServiceSide:
         assert self.retn is not None
         return self.retn.capacity
 
-    def write_status(self, op_id: int, status: int, payload: bytes = b"",
+    def write_status(self, op_id: int, status: int, payload: bytes | memoryview = b"",
                      progress: int = 0) -> None:
         """Write a payload then its header into the return block (step O2/O4)."""
         assert self.memory is not None and self.retn is not None
