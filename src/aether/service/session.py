@@ -346,8 +346,17 @@ class Session:
         assert self.memory is not None
         if len(payload) > self.memory.result_capacity:
             payload = encode_payload(ErrorInfo(message=message[:200]))
-        self.memory.write_status(op_id, status, payload)
+        self._write_status(op_id, status, payload)
         self._send(m.Started(op_id, int(status)))
+
+    def _write_status(self, op_id: int, status: Status, payload: bytes = b"") -> None:
+        """Write the return block (O2); a block the client unmapped or swapped
+        for something unwritable is a typed MEMORY_ACCESS, not an internal error."""
+        assert self.memory is not None
+        try:
+            self.memory.write_status(op_id, status, payload)
+        except AetherError as exc:
+            self._fatal(ErrorCode.MEMORY_ACCESS, f"writing the return block: {exc}")
 
     def _start(self, op_id: int, op_code: int, payload: bytes | memoryview) -> None:
         self.operations += 1
@@ -384,7 +393,7 @@ class Session:
             self._finish(op)
             return
         if self.memory is not None and self.proto.transport is Transport.MEMORY:
-            self.memory.write_status(op_id, Status.STARTED)
+            self._write_status(op_id, Status.STARTED)
         self._send(m.Started(op_id, int(Status.STARTED)))
         op.thread = threading.Thread(
             target=self._run_in_worker, args=(op, handler),
