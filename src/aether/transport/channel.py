@@ -120,7 +120,7 @@ class Channel:
                     return None
                 continue
             except (ConnectionResetError, BrokenPipeError):
-                return b""
+                return self._after_reset(size)
             except OSError as exc:
                 if exc.errno == errno.EBADF:
                     raise ClosedResourceError("channel is closed") from None
@@ -133,7 +133,7 @@ class Channel:
         try:
             data, _anc, flags, _addr = self.sock.recvmsg(size)
         except (ConnectionResetError, BrokenPipeError):
-            return b""
+            return self._after_reset(size)
         except OSError as exc:
             if exc.errno == errno.EBADF:
                 raise ClosedResourceError("channel is closed") from None
@@ -141,6 +141,19 @@ class Channel:
         if flags & socket.MSG_TRUNC:
             # An oversized datagram: report it as one that is too long so the
             # protocol rejects it, never as a silently shortened message.
+            return data + b"\0"
+        return data
+
+    def _after_reset(self, size: int) -> bytes:
+        """ECONNRESET: the peer closed with some of our datagrams unread. The
+        kernel reports that once, ahead of what the peer sent before closing
+        (a service's ERROR with its reason), which is still queued: return
+        that datagram; the next read gives the close."""
+        try:
+            data, _anc, flags, _addr = self.sock.recvmsg(size, 0, socket.MSG_DONTWAIT)
+        except OSError:
+            return b""
+        if flags & socket.MSG_TRUNC:
             return data + b"\0"
         return data
 
