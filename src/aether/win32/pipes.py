@@ -60,15 +60,19 @@ from ._handles import SetLastError, handles
 __all__ = [
     "DWORD",
     "HANDLE",
+    "HANDLE_FLAG_INHERIT",
+    "HANDLE_FLAG_PROTECT_FROM_CLOSE",
     "PIPE_CLIENT_END",
     "PIPE_SERVER_END",
     "PIPE_TYPE_BYTE",
     "PIPE_TYPE_MESSAGE",
     "SECURITY_ATTRIBUTES",
     "CreatePipe",
+    "GetHandleInformation",
     "GetNamedPipeInfo",
     "PeekNamedPipe",
     "ReadFile",
+    "SetHandleInformation",
     "WriteFile",
     "byref",
     "fd_from_handle",
@@ -210,6 +214,42 @@ def _wrap(end: PipeReader | PipeWriter) -> int:
     if isinstance(end, PipeReader):
         return handles.add(_PipeReadHandle(end))
     return handles.add(_PipeWriteHandle(end))
+
+
+HANDLE_FLAG_INHERIT = 0x1
+HANDLE_FLAG_PROTECT_FROM_CLOSE = 0x2
+
+
+def GetHandleInformation(hObject: int, lpdwFlags: Any) -> bool:
+    """``HANDLE_FLAG_INHERIT`` if the pipe handle's descriptor survives ``exec``."""
+    obj = handles.get(hObject, (_PipeReadHandle, _PipeWriteHandle))
+    if obj is None:
+        return False
+    try:
+        flags = HANDLE_FLAG_INHERIT if obj.end.inheritable else 0
+    except AetherError as exc:
+        return _fail(exc)
+    _set(lpdwFlags, flags)
+    return True
+
+
+def SetHandleInformation(hObject: int, dwMask: int, dwFlags: int) -> bool:
+    """Change ``HANDLE_FLAG_INHERIT`` of a pipe handle, so that a child
+    started with inheritance gets only the end it needs [3.17, 3.20].
+    ``HANDLE_FLAG_PROTECT_FROM_CLOSE`` is not supported (ERROR_INVALID_PARAMETER).
+    """
+    obj = handles.get(hObject, (_PipeReadHandle, _PipeWriteHandle))
+    if obj is None:
+        return False
+    if dwMask & ~HANDLE_FLAG_INHERIT:
+        SetLastError(Win32Error.ERROR_INVALID_PARAMETER)
+        return False
+    if dwMask & HANDLE_FLAG_INHERIT:
+        try:
+            obj.end.inheritable = bool(dwFlags & HANDLE_FLAG_INHERIT)
+        except AetherError as exc:
+            return _fail(exc)
+    return True
 
 
 def handle_from_fd(fd: int) -> int:
