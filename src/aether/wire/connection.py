@@ -141,6 +141,19 @@ class ServiceProtocol(_Protocol):
         return self.send(m.Hello(self.version, self.fingerprint, int(self.offered)))
 
     def _guard(self, direction: str, event: m.Event, nxt: State) -> State:
+        # The per-operation events come first: they are nearly all the traffic.
+        kind = type(event)
+        if kind is m.Execute or kind is m.ExecuteInline:
+            return self._guard_execute(direction, event, nxt)
+        if kind is m.Done or kind is m.Progress:
+            op_id = event.op_id  # type: ignore[attr-defined]
+            if op_id != self.current_op_id:
+                raise self._fail(direction, event, f"op {op_id} is not the running one")
+            if kind is m.Done:
+                if not _is_final(event.status):  # type: ignore[attr-defined]
+                    raise self._fail(direction, event, "DONE needs a final status")
+                self.current_op_id = 0
+            return nxt
         match direction, event:
             case (_, m.Hello()) if event.version != self.version:
                 raise self._fail(direction, event, "version differs from ours")
@@ -168,32 +181,11 @@ class ServiceProtocol(_Protocol):
                 return State.CLOSED
             case (_, m.TestVerified(error=err)) if err:
                 return State.CLOSED
-            case (_, m.Execute(op_id=op_id)) | (_, m.ExecuteInline(op_id=op_id)):
-                expect_socket = isinstance(event, m.ExecuteInline)
-                if expect_socket != (self.transport is Transport.SOCKET):
-                    raise self._fail(direction, event, "wrong EXECUTE form for this transport")
-                if op_id != self.last_op_id + 1:
-                    raise self._fail(
-                        direction, event,
-                        f"op id {op_id} is not the next one ({self.last_op_id + 1})",
-                    )
-                self.last_op_id = op_id
-                if self.state is State.IDLE:
-                    self.current_op_id = op_id
-                else:
-                    self._busy_ids.add(op_id)
             case (_, m.Cancel(op_id=op_id)):
                 if op_id == 0 or op_id > self.last_op_id:
                     raise self._fail(direction, event, f"op id {op_id} was never executed")
             case (_, m.Started(op_id=op_id, status=status)):
                 return self._guard_started(direction, event, op_id, status, nxt)
-            case (_, m.Progress(op_id=op_id)) | (_, m.Done(op_id=op_id)):
-                if op_id != self.current_op_id:
-                    raise self._fail(direction, event, f"op {op_id} is not the running one")
-                if isinstance(event, m.Done):
-                    if not _is_final(event.status):
-                        raise self._fail(direction, event, "DONE needs a final status")
-                    self.current_op_id = 0
             case (_, m.DoneInline(op_id=op_id, status=status)):
                 if op_id in self._busy_ids:
                     raise self._fail(direction, event, "busy replies are STARTED messages")
@@ -202,6 +194,23 @@ class ServiceProtocol(_Protocol):
                 if not _is_final(status):
                     raise self._fail(direction, event, "DONE needs a final status")
                 self.current_op_id = 0
+        return nxt
+
+    def _guard_execute(self, direction: str, event: m.Event, nxt: State) -> State:
+        op_id: int = event.op_id  # type: ignore[attr-defined]
+        expect_socket = type(event) is m.ExecuteInline
+        if expect_socket != (self.transport is Transport.SOCKET):
+            raise self._fail(direction, event, "wrong EXECUTE form for this transport")
+        if op_id != self.last_op_id + 1:
+            raise self._fail(
+                direction, event,
+                f"op id {op_id} is not the next one ({self.last_op_id + 1})",
+            )
+        self.last_op_id = op_id
+        if self.state is State.IDLE:
+            self.current_op_id = op_id
+        else:
+            self._busy_ids.add(op_id)
         return nxt
 
     def _guard_started(
@@ -241,6 +250,24 @@ class ClientProtocol(_Protocol):
         return self.last_op_id + 1
 
     def _guard(self, direction: str, event: m.Event, nxt: State) -> State:
+        # Fast path for the two events of every call.
+        kind = type(event)
+        if kind is m.Execute and self.transport is Transport.MEMORY:
+            op_id: int = event.op_id  # type: ignore[attr-defined]
+            if op_id != self.last_op_id + 1:
+                raise self._fail(direction, event, f"op id {op_id} is not the next one")
+            self.last_op_id = self.current_op_id = op_id
+            return nxt
+        if kind is m.Done:
+            done_id: int = event.op_id  # type: ignore[attr-defined]
+            if done_id != self.current_op_id:
+                raise self._fail(direction, event, f"DONE for op {done_id}, expected "
+                                 f"{self.current_op_id}")
+            if not _is_final(event.status):  # type: ignore[attr-defined]
+                raise self._fail(direction, event,
+                                 f"status {event.status} is not final")  # type: ignore[attr-defined]
+            self.current_op_id = 0
+            return nxt
         match direction, event:
             case (_, m.Hello(version=version)) if version != PROTOCOL_VERSION:
                 raise self._fail(direction, event,

@@ -14,8 +14,9 @@ malformed and never anything else.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 
 from aether.errors import RemoteProtocolError
 
@@ -176,53 +177,77 @@ class ConnectionClosed(Event):
     code: ClassVar[Code] = Code.GOODBYE
 
 
-_TAIL_TEXT = frozenset({Code.ERROR, Code.GOODBYE})
-_TAIL_BYTES = frozenset({Code.PROGRESS})
-_TAIL_PAYLOAD = frozenset({Code.EXECUTE_INLINE, Code.DONE_INLINE})
+# Tail rules per code: none allowed, text or bytes up to MAX_TAIL, or a payload
+# bounded by the negotiated maximum.
+_NO_TAIL, _SHORT_TAIL, _PAYLOAD_TAIL = 0, 1, 2
+_U = "utf-8"
+
+# code -> (build(a, b, flags, tail) -> Event, tail rule). Dispatch by table:
+# the receive path runs for every message, so it avoids enum construction.
+_BUILD: Final[dict[int, tuple[Callable[[int, int, int, bytes], Event], int]]] = {
+    Code.HELLO: (lambda a, b, f, t: Hello(a, b, f), _NO_TAIL),
+    Code.CLIENT_PID: (lambda a, b, f, t: ClientPid(a), _NO_TAIL),
+    Code.ADDR_PARAM: (lambda a, b, f, t: AddrParam(a, b), _NO_TAIL),
+    Code.ADDR_RETN: (lambda a, b, f, t: AddrRetn(a, b), _NO_TAIL),
+    Code.IPC_TEST: (lambda a, b, f, t: IpcTest(), _NO_TAIL),
+    Code.TEST_DONE: (lambda a, b, f, t: TestDone(a), _NO_TAIL),
+    Code.TEST_VERIFIED: (lambda a, b, f, t: TestVerified(a), _NO_TAIL),
+    Code.EXECUTE: (lambda a, b, f, t: Execute(a, b), _NO_TAIL),
+    Code.CANCEL: (lambda a, b, f, t: Cancel(a), _NO_TAIL),
+    Code.STARTED: (lambda a, b, f, t: Started(a, b), _NO_TAIL),
+    Code.PROGRESS: (lambda a, b, f, t: Progress(a, b, t), _SHORT_TAIL),
+    Code.DONE: (lambda a, b, f, t: Done(a, b), _NO_TAIL),
+    Code.ERROR: (lambda a, b, f, t: Error(a, b, t.decode(_U, "replace")), _SHORT_TAIL),
+    Code.GOODBYE: (lambda a, b, f, t: Goodbye(a, t.decode(_U, "replace")), _SHORT_TAIL),
+    Code.SOCKET_MODE: (lambda a, b, f, t: SocketMode(a), _NO_TAIL),
+    Code.EXECUTE_INLINE: (lambda a, b, f, t: ExecuteInline(a, b, t), _PAYLOAD_TAIL),
+    Code.DONE_INLINE: (lambda a, b, f, t: DoneInline(a, b, t), _PAYLOAD_TAIL),
+}
+
+# event type -> (a, b, flags, tail)
+_PACK: Final[dict[type[Event], Callable[[Any], tuple[int, int, int, bytes]]]] = {
+    Hello: lambda e: (e.version, e.fingerprint, e.transports, b""),
+    ClientPid: lambda e: (e.pid, 0, 0, b""),
+    AddrParam: lambda e: (e.address, e.size, 0, b""),
+    AddrRetn: lambda e: (e.address, e.size, 0, b""),
+    IpcTest: lambda e: (0, 0, 0, b""),
+    TestDone: lambda e: (e.error, 0, 0, b""),
+    TestVerified: lambda e: (e.error, 0, 0, b""),
+    Execute: lambda e: (e.op_id, e.length, 0, b""),
+    Cancel: lambda e: (e.op_id, 0, 0, b""),
+    Started: lambda e: (e.op_id, e.status, 0, b""),
+    Progress: lambda e: (e.op_id, e.permille, 0, bytes(e.info)),
+    Done: lambda e: (e.op_id, e.status, 0, b""),
+    Error: lambda e: (e.error, e.detail, 0, e.text.encode(_U, "replace")[:MAX_TAIL]),
+    Goodbye: lambda e: (e.reason, 0, 0, e.text.encode(_U, "replace")[:MAX_TAIL]),
+    SocketMode: lambda e: (e.max_payload, 0, 0, b""),
+    ExecuteInline: lambda e: (e.op_id, e.op_code, 0, bytes(e.payload)),
+    DoneInline: lambda e: (e.op_id, e.status, 0, bytes(e.payload)),
+}
+
+
+def _name(raw_code: int) -> str:
+    try:
+        return Code(raw_code).name
+    except ValueError:
+        return f"0x{raw_code:x}"
 
 
 def encode(event: Event, *, max_payload: int = 0) -> bytes:
     """Encode ``event`` as one datagram."""
-    flags = 0
-    tail = b""
-    match event:
-        case Hello(version=v, fingerprint=f, transports=t):
-            flags, a, b = t, v, f
-        case ClientPid(pid=p):
-            a, b = p, 0
-        case AddrParam(address=x, size=n) | AddrRetn(address=x, size=n):
-            a, b = x, n
-        case IpcTest():
-            a, b = 0, 0
-        case TestDone(error=e) | TestVerified(error=e):
-            a, b = e, 0
-        case Execute(op_id=o, length=n):
-            a, b = o, n
-        case Cancel(op_id=o):
-            a, b = o, 0
-        case Started(op_id=o, status=s) | Done(op_id=o, status=s):
-            a, b = o, s
-        case Progress(op_id=o, permille=p, info=i):
-            a, b, tail = o, p, i
-        case Error(error=e, detail=d, text=t):
-            a, b, tail = e, d, t.encode("utf-8", "replace")[:MAX_TAIL]
-        case Goodbye(reason=r, text=t):
-            a, b, tail = r, 0, t.encode("utf-8", "replace")[:MAX_TAIL]
-        case SocketMode(max_payload=m):
-            a, b = m, 0
-        case ExecuteInline(op_id=o, op_code=c, payload=p):
-            a, b, tail = o, c, p
-        case DoneInline(op_id=o, status=s, payload=p):
-            a, b, tail = o, s, p
-        case _:
-            raise TypeError(f"cannot encode {event!r}")
-    if event.code in _TAIL_BYTES and len(tail) > MAX_TAIL:
-        raise ValueError(f"progress info of {len(tail)} bytes exceeds {MAX_TAIL}")
-    if max_payload and len(tail) > max_payload:
-        raise ValueError(f"payload of {len(tail)} bytes exceeds {max_payload}")
+    pack = _PACK.get(type(event))
+    if pack is None:
+        raise TypeError(f"cannot encode {event!r}")
+    a, b, flags, tail = pack(event)
+    if tail:
+        if type(event) is Progress and len(tail) > MAX_TAIL:
+            raise ValueError(f"progress info of {len(tail)} bytes exceeds {MAX_TAIL}")
+        if max_payload and len(tail) > max_payload:
+            raise ValueError(f"payload of {len(tail)} bytes exceeds {max_payload}")
     if not (0 <= a <= U64_MAX and 0 <= b <= U64_MAX and 0 <= flags <= 0xFFFF):
         raise ValueError(f"field out of range in {event!r}")
-    return _HEADER.pack(int(event.code), flags, 0, a, b) + bytes(tail)
+    header = _HEADER.pack(event.code, flags, 0, a, b)
+    return header + tail if tail else header
 
 
 def decode(datagram: bytes | bytearray | memoryview, *, max_payload: int = 0) -> Event:
@@ -233,64 +258,28 @@ def decode(datagram: bytes | bytearray | memoryview, *, max_payload: int = 0) ->
             f"control message of {n} bytes, expected at least {CONTROL_SIZE}", event="truncated"
         )
     raw_code, flags, reserved, a, b = _HEADER.unpack_from(datagram)
-    try:
-        code = Code(raw_code)
-    except ValueError:
-        raise RemoteProtocolError(f"unknown control code 0x{raw_code:x}", event="unknown") from None
+    entry = _BUILD.get(raw_code)
+    if entry is None:
+        raise RemoteProtocolError(f"unknown control code 0x{raw_code:x}", event="unknown")
+    build, rule = entry
     if reserved != 0:
-        raise RemoteProtocolError(f"{code.name}: reserved field is {reserved}", event=code.name)
-    if flags and code is not Code.HELLO:
-        raise RemoteProtocolError(f"{code.name}: flags must be 0, got {flags}", event=code.name)
-    tail = bytes(datagram[CONTROL_SIZE:])
-    if tail:
-        if code in _TAIL_TEXT or code in _TAIL_BYTES:
-            if len(tail) > MAX_TAIL:
-                raise RemoteProtocolError(
-                    f"{code.name}: tail of {len(tail)} bytes exceeds {MAX_TAIL}", event=code.name
-                )
-        elif code in _TAIL_PAYLOAD:
-            if max_payload and len(tail) > max_payload:
-                raise RemoteProtocolError(
-                    f"{code.name}: payload of {len(tail)} bytes exceeds {max_payload}",
-                    event=code.name,
-                )
-        else:
-            raise RemoteProtocolError(
-                f"{code.name}: {len(tail)} unexpected bytes after the header", event=code.name
-            )
-    match code:
-        case Code.HELLO:
-            return Hello(a, b, flags)
-        case Code.CLIENT_PID:
-            return ClientPid(a)
-        case Code.ADDR_PARAM:
-            return AddrParam(a, b)
-        case Code.ADDR_RETN:
-            return AddrRetn(a, b)
-        case Code.IPC_TEST:
-            return IpcTest()
-        case Code.TEST_DONE:
-            return TestDone(a)
-        case Code.TEST_VERIFIED:
-            return TestVerified(a)
-        case Code.EXECUTE:
-            return Execute(a, b)
-        case Code.CANCEL:
-            return Cancel(a)
-        case Code.STARTED:
-            return Started(a, b)
-        case Code.PROGRESS:
-            return Progress(a, b, tail)
-        case Code.DONE:
-            return Done(a, b)
-        case Code.ERROR:
-            return Error(a, b, tail.decode("utf-8", "replace"))
-        case Code.GOODBYE:
-            return Goodbye(a, tail.decode("utf-8", "replace"))
-        case Code.SOCKET_MODE:
-            return SocketMode(a)
-        case Code.EXECUTE_INLINE:
-            return ExecuteInline(a, b, tail)
-        case Code.DONE_INLINE:
-            return DoneInline(a, b, tail)
-    raise RemoteProtocolError(f"unhandled code {code.name}", event=code.name)  # pragma: no cover
+        name = _name(raw_code)
+        raise RemoteProtocolError(f"{name}: reserved field is {reserved}", event=name)
+    if flags and raw_code != Code.HELLO:
+        name = _name(raw_code)
+        raise RemoteProtocolError(f"{name}: flags must be 0, got {flags}", event=name)
+    tail = b""
+    if n > CONTROL_SIZE:
+        extra = n - CONTROL_SIZE
+        name = _name(raw_code)
+        if rule == _NO_TAIL:
+            raise RemoteProtocolError(f"{name}: {extra} unexpected bytes after the header",
+                                      event=name)
+        if rule == _SHORT_TAIL and extra > MAX_TAIL:
+            raise RemoteProtocolError(f"{name}: tail of {extra} bytes exceeds {MAX_TAIL}",
+                                      event=name)
+        if rule == _PAYLOAD_TAIL and max_payload and extra > max_payload:
+            raise RemoteProtocolError(f"{name}: payload of {extra} bytes exceeds {max_payload}",
+                                      event=name)
+        tail = bytes(datagram[CONTROL_SIZE:])
+    return build(a, b, flags, tail)
