@@ -185,6 +185,8 @@ class Arena:
                      length: int | None = None, crc: int | None = None,
                      reserved: int = 0) -> None:
         """Payload, then header, then read-only again (O1); fields may lie."""
+        if wire.HEADER_SIZE + len(payload) > self.param_size:
+            raise ValueError(f"payload of {len(payload)} bytes does not fit the block")
         header = struct.pack(
             "<QIIIIQ", op_id, op_code, len(payload) if length is None else length,
             wire.crc32(payload) if crc is None else crc, 0, reserved,
