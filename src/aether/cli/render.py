@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import msgspec
@@ -15,9 +16,12 @@ _console: Console | None = None
 
 
 def console() -> Console:
+    """The stdout console; 120 columns when not a terminal (logs, CI, pipes)."""
     global _console
     if _console is None:
         _console = Console()
+        if not _console.is_terminal and "COLUMNS" not in os.environ:
+            _console = Console(width=120)
     return _console
 
 

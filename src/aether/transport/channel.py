@@ -18,6 +18,8 @@ import time
 from aether.errors import AetherTimeoutError, ClosedResourceError, PeerGoneError
 
 RECV_CHUNK = 64 * 1024
+SPIN_MISSES_BEFORE_PAUSE = 4
+SPIN_PAUSE_CALLS = 256
 
 
 class Channel:
@@ -34,6 +36,8 @@ class Channel:
         self._send_lock = threading.Lock()
         self._closed = False
         self._pollers: dict[tuple[int, ...], select.poll] = {}
+        self._spin_misses = 0
+        self._spin_pause = 0
         sock.setblocking(True)
 
     def fileno(self) -> int:
@@ -108,23 +112,37 @@ class Channel:
 
         A reply that arrives while we spin costs no wake-up; on this class of
         VM a cross-CPU wake-up costs tens of microseconds, more than the whole
-        round trip's own work."""
+        round trip's own work. Each turn yields the CPU, so a peer that shares
+        our CPU still runs. Spinning is adaptive: after a few spins in a row
+        that found nothing, it pauses for a while (the peer is slow or the
+        machine is busy, and spinning would only burn a core).
+        """
+        if self._spin_pause > 0:
+            self._spin_pause -= 1
+            return None
         end = time.perf_counter() + spin
         recv = self.sock.recvmsg
         flag = socket.MSG_DONTWAIT
+        yield_cpu = os.sched_yield
         while True:
             try:
                 data, _anc, flags, _addr = recv(size, 0, flag)
             except BlockingIOError:
                 if time.perf_counter() >= end:
+                    self._spin_misses += 1
+                    if self._spin_misses >= SPIN_MISSES_BEFORE_PAUSE:
+                        self._spin_misses = 0
+                        self._spin_pause = SPIN_PAUSE_CALLS
                     return None
+                yield_cpu()
                 continue
             except (ConnectionResetError, BrokenPipeError):
-                return self._after_reset(size)
+                return b""
             except OSError as exc:
                 if exc.errno == errno.EBADF:
                     raise ClosedResourceError("channel is closed") from None
                 raise PeerGoneError(f"recv failed: {exc.strerror}") from None
+            self._spin_misses = 0
             if flags & socket.MSG_TRUNC:
                 return data + b"\0"
             return data
