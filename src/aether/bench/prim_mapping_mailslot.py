@@ -167,7 +167,7 @@ def bench_mailslots(quick: bool) -> list[dict[str, Any]]:
     with _private_runtime():
         slot = max(_mailslot_rate(count) for _ in range(repeats))
         raw = max(_raw_rate(count) for _ in range(repeats))
-    return [_result(f"mailslot {MESSAGE}-byte messages, 2 processes", slot, "msg/s", raw)]
+    return [_result(f"mailslots.messages_{MESSAGE}B_2proc", slot, "msg/s", raw)]
 
 
 def bench_mapping(quick: bool) -> list[dict[str, Any]]:
@@ -199,7 +199,7 @@ def bench_mapping(quick: bool) -> list[dict[str, Any]]:
     plain.release()
     mib = float(1 << 20)
     return [
-        _result("mapping view write+read", best_view / mib, "MiB/s", best_copy / mib),
+        _result("mapping.view_write_read", best_view / mib, "MiB/s", best_copy / mib),
     ]
 
 
