@@ -1,0 +1,244 @@
+"""aether.osapi: the syscalls the memory transport relies on, with real processes."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from aether import osapi
+from aether.errors import ClosedResourceError, OSAPIError, PartialTransferError
+
+
+def _mapping_of(block: osapi.PrivateBlock) -> osapi.MemoryMapping:
+    maps = osapi.read_maps(os.getpid())
+    (mapping,) = osapi.mappings_covering(maps, block.address, block.size)
+    return mapping
+
+
+class TestPrivateBlock:
+    def test_private_anonymous_page_aligned_never_executable(self):
+        with osapi.PrivateBlock(5000, osapi.PROT_READ) as block:
+            assert block.size == 2 * osapi.PAGE_SIZE
+            assert block.address % osapi.PAGE_SIZE == 0
+            mapping = _mapping_of(block)
+            assert mapping.private and mapping.anonymous
+            assert mapping.perms.startswith("r--")
+            with pytest.raises(ValueError):
+                block.protect(osapi.PROT_READ | osapi.PROT_EXEC)
+        with pytest.raises(ValueError):
+            osapi.PrivateBlock(4096, osapi.PROT_READ | osapi.PROT_WRITE | osapi.PROT_EXEC)
+
+    def test_writable_restores_protection(self):
+        with osapi.PrivateBlock(4096, osapi.PROT_READ) as block:
+            with block.writable() as view:
+                view[:4] = b"abcd"
+                assert _mapping_of(block).perms.startswith("rw-")
+            assert block.prot == osapi.PROT_READ
+            assert _mapping_of(block).perms.startswith("r--")
+            assert bytes(block.view[:4]) == b"abcd"
+
+    def test_pattern_fill_and_check(self):
+        with osapi.PrivateBlock(8192, osapi.PROT_READ) as block:
+            block.fill_pattern(0x1337D00D)
+            assert block.holds_only(0x1337D00D)
+            assert bytes(block.view[:4]) == b"\x0d\xd0\x37\x13"  # little-endian word
+            assert not block.is_zero()
+
+    def test_private_means_a_forked_child_does_not_share_it(self):
+        with osapi.PrivateBlock(4096) as block:
+            block.view[0] = 1
+            pid = os.fork()
+            if pid == 0:
+                block.view[0] = 99
+                os._exit(0)
+            os.waitpid(pid, 0)
+            assert block.view[0] == 1
+
+    def test_closed_block_refuses_use(self):
+        block = osapi.PrivateBlock(4096)
+        block.close()
+        block.close()  # idempotent
+        with pytest.raises(ClosedResourceError):
+            block.protect(osapi.PROT_READ)
+
+
+class TestPeer:
+    def test_peer_credentials_and_pidfd_name_the_connecting_process(self, tmp_path):
+        path = str(tmp_path / "s")
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        srv.bind(path)
+        srv.listen(1)
+        child = subprocess.Popen(
+            [sys.executable, "-c",
+             "import socket,sys; s=socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET);"
+             f"s.connect({path!r}); sys.stdin.read()"],
+            stdin=subprocess.PIPE,
+        )
+        try:
+            conn, _ = srv.accept()
+            creds = osapi.peer_credentials(conn)
+            assert creds.pid == child.pid
+            assert creds.uid == os.geteuid()
+            pidfd = osapi.peer_pidfd(conn)
+            try:
+                assert not osapi.pidfd_exited(pidfd)
+                with open(f"/proc/self/fdinfo/{pidfd}") as fh:
+                    assert f"Pid:\t{child.pid}" in fh.read()
+                assert child.stdin is not None
+                child.stdin.close()
+                assert osapi.wait_pidfd(pidfd, 10.0)
+            finally:
+                os.close(pidfd)
+            conn.close()
+        finally:
+            child.kill()
+            child.wait()
+            srv.close()
+
+    def test_pidfd_survives_exit_and_never_names_another_process(self):
+        child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                                 stdin=subprocess.PIPE)
+        fd = osapi.pidfd_open(child.pid)
+        try:
+            osapi.pidfd_send_signal(fd, signal.SIGKILL)
+            assert osapi.wait_pidfd(fd, 10.0)
+            child.wait()
+            with pytest.raises(OSAPIError) as info:
+                osapi.pidfd_send_signal(fd, signal.SIGTERM)
+            assert info.value.errno == errno.ESRCH
+        finally:
+            os.close(fd)
+
+
+class TestProcessMemory:
+    def test_reads_and_writes_only_registered_regions(self):
+        with osapi.PrivateBlock(8192, osapi.PROT_READ) as block, \
+                osapi.ProcessMemory(os.getpid()) as mem:
+            mem.register(osapi.Region(block.address, 4096))
+            mem.write(block.address, b"zz")  # FOLL_FORCE: even a read-only private page
+            assert bytes(block.view[:2]) == b"zz"
+            assert mem.read(block.address, 2) == b"zz"
+            for addr, n in ((block.address + 4096, 1), (block.address + 4000, 200),
+                            (block.address - 1, 2)):
+                with pytest.raises(OSAPIError) as info:
+                    mem.read(addr, n)
+                assert info.value.errno == errno.EFAULT
+            with pytest.raises(ValueError):
+                mem.register(osapi.Region(block.address + 100, 10))  # overlaps
+
+    def test_short_transfer_is_an_error(self):
+        with osapi.PrivateBlock(8192) as block, osapi.ProcessMemory(os.getpid()) as mem:
+            mem.register(osapi.Region(block.address, 8192))
+            # unmap the second page behind the accessor's back
+            from aether.osapi._libc import libc
+
+            assert libc.munmap(block.address + 4096, 4096) == 0
+            with pytest.raises((PartialTransferError, OSAPIError)):
+                mem.read(block.address + 4000, 200)
+            with pytest.raises((PartialTransferError, OSAPIError)):
+                mem.write(block.address + 4000, bytes(200))
+            block.size = 4096  # so close() unmaps only what is left
+
+    def test_descriptor_reaches_nothing_after_exec(self, tmp_path):
+        """Threat T6: the fd is bound to the address space, not the pid."""
+        r, w = os.pipe()
+        go_r, go_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            os.close(go_w)
+            block = osapi.PrivateBlock(4096)
+            block.view[:5] = b"hello"
+            os.write(w, block.address.to_bytes(8, "little"))
+            os.read(go_r, 1)  # wait until the parent opened our memory
+            os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(30)"])
+        os.close(w)
+        os.close(go_r)
+        address = int.from_bytes(os.read(r, 8), "little")
+        try:
+            with osapi.ProcessMemory(pid) as mem:
+                mem.register(osapi.Region(address, 4096))
+                assert mem.read(address, 5) == b"hello"
+                os.write(go_w, b"x")
+                # wait until the exec happened (comm changes)
+                pidfd = osapi.pidfd_open(pid)
+                try:
+                    for _ in range(1000):
+                        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                            if b"time.sleep" in fh.read():
+                                break
+                        osapi.wait_pidfd(pidfd, 0.01)
+                finally:
+                    os.close(pidfd)
+                with pytest.raises(OSAPIError):
+                    mem.read(address, 5)
+                with pytest.raises(OSAPIError):
+                    mem.write(address, b"XXXXX")
+        finally:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+class TestMaps:
+    def test_parse_maps_lines(self):
+        text = (
+            "7f0000000000-7f0000001000 r--p 00000000 00:00 0 \n"
+            "7f0000001000-7f0000002000 r-xp 00001000 08:01 1234 /usr/lib/libc.so.6\n"
+            "7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                  [stack]\n"
+        )
+        a, b, c = osapi.parse_maps(text)
+        assert a.anonymous and a.private and not a.executable
+        assert b.executable and not b.anonymous and b.path == "/usr/lib/libc.so.6"
+        assert not c.anonymous and c.path == "[stack]"
+        with pytest.raises(ValueError):
+            osapi.parse_maps("garbage\n")
+
+
+class TestDirectories:
+    def test_private_directory_created_and_checked(self, tmp_path):
+        d = osapi.ensure_private_directory(tmp_path / "rt")
+        assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
+        osapi.ensure_private_directory(d)  # idempotent
+
+    def test_symlink_and_open_modes_refused(self, tmp_path):
+        real = tmp_path / "real"
+        real.mkdir(mode=0o700)
+        link = tmp_path / "link"
+        link.symlink_to(real)
+        with pytest.raises(OSAPIError) as info:
+            osapi.check_directory(link, owner=os.geteuid())
+        assert info.value.errno == errno.ELOOP
+        os.chmod(real, 0o777)
+        with pytest.raises(OSAPIError):
+            osapi.check_directory(real, owner=os.geteuid(), max_mode=0o755)
+        with pytest.raises(OSAPIError):
+            osapi.check_directory(real, owner=os.geteuid() + 1, max_mode=0o777)
+
+
+def test_ptracer_requires_yama_or_sets_and_clears():
+    scope = osapi.yama_ptrace_scope()
+    if scope is None:
+        with pytest.raises(OSAPIError) as info:
+            osapi.set_ptracer(os.getppid())
+        assert info.value.errno == errno.EINVAL
+    else:
+        osapi.set_ptracer(os.getppid())
+        osapi.clear_ptracer()
+
+
+def test_dumpable_round_trip():
+    assert osapi.is_dumpable()
+    pid = os.fork()
+    if pid == 0:
+        osapi.set_dumpable(False)
+        os._exit(0 if not osapi.is_dumpable() else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
