@@ -12,9 +12,11 @@ from wire_helpers import (
     FINGERPRINT,
     PARAM,
     PID,
+    POINTS,
     RETN,
     WirePair,
     memory_pair,
+    reach,
     socket_pair,
     wire_pair,
 )
@@ -204,46 +206,6 @@ class TestHandshake:
 # --------------------------------------------------------------------------
 # every (state, message) pair that the tables do not list is a violation
 # --------------------------------------------------------------------------
-
-# (name, steps to reach it): each step is ("c2s" | "s2c" | "hello", event)
-Step = tuple[str, m.Event | None]
-MEMORY_PATH: list[Step] = [
-    ("hello", None),
-    ("c2s", m.ClientPid(PID)),
-    ("c2s", m.AddrParam(*PARAM)),
-    ("c2s", m.AddrRetn(*RETN)),
-    ("c2s", m.IpcTest()),
-    ("s2c", m.TestDone(0)),
-    ("c2s", m.TestVerified(0)),
-    ("c2s", m.Execute(1, 0)),
-    ("s2c", m.Started(1, Status.STARTED)),
-]
-SOCKET_PATH: list[Step] = [
-    ("hello", None),
-    ("c2s", m.SocketMode(1 << 20)),
-    ("s2c", m.TestDone(0)),
-    ("c2s", m.TestVerified(0)),
-    ("c2s", m.ExecuteInline(1, 3, b"")),
-    ("s2c", m.Started(1, Status.STARTED)),
-]
-POINTS = [("memory", n) for n in range(len(MEMORY_PATH) + 1)] + [
-    ("socket", n) for n in range(2, len(SOCKET_PATH) + 1)
-]
-
-
-def reach(path: str, n: int) -> WirePair:
-    p = wire_pair()
-    for kind, event in (MEMORY_PATH if path == "memory" else SOCKET_PATH)[:n]:
-        if kind == "hello":
-            p.hello()
-        elif kind == "c2s":
-            assert event is not None
-            p.c2s(event)
-        else:
-            assert event is not None
-            p.s2c(event)
-    return p
-
 
 def candidates(side: Side) -> list[m.Event]:
     """One plausible event of every kind, with values the guards would accept."""

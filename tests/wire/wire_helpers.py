@@ -17,10 +17,14 @@ from aether.wire import (
     ClientPid,
     ClientProtocol,
     Event,
+    Execute,
+    ExecuteInline,
     IpcTest,
     ServiceProtocol,
     SocketMode,
+    Started,
     State,
+    Status,
     TestDone,
     TestVerified,
     Transport,
@@ -112,3 +116,47 @@ def memory_pair() -> WirePair:
 def socket_pair() -> WirePair:
     """A pair in IDLE on the socket transport."""
     return wire_pair().socket_handshake()
+
+
+# Paths through the handshake and one operation (protocol.md §3, §4). POINTS
+# are (path, n): the pair after the first n steps of a path; together they
+# reach every state of both tables (socket-path prefixes 0 and 1 equal the
+# memory path's).
+Step = tuple[str, Event | None]
+MEMORY_PATH: list[Step] = [
+    ("hello", None),
+    ("c2s", ClientPid(PID)),
+    ("c2s", AddrParam(*PARAM)),
+    ("c2s", AddrRetn(*RETN)),
+    ("c2s", IpcTest()),
+    ("s2c", TestDone(0)),
+    ("c2s", TestVerified(0)),
+    ("c2s", Execute(1, 0)),
+    ("s2c", Started(1, Status.STARTED)),
+]
+SOCKET_PATH: list[Step] = [
+    ("hello", None),
+    ("c2s", SocketMode(1 << 20)),
+    ("s2c", TestDone(0)),
+    ("c2s", TestVerified(0)),
+    ("c2s", ExecuteInline(1, 3, b"")),
+    ("s2c", Started(1, Status.STARTED)),
+]
+POINTS = [("memory", n) for n in range(len(MEMORY_PATH) + 1)] + [
+    ("socket", n) for n in range(2, len(SOCKET_PATH) + 1)
+]
+
+
+def reach(path: str, n: int) -> WirePair:
+    """A fresh pair after the first ``n`` steps of ``path`` ("memory" or "socket")."""
+    p = wire_pair()
+    for kind, event in (MEMORY_PATH if path == "memory" else SOCKET_PATH)[:n]:
+        if kind == "hello":
+            p.hello()
+        elif kind == "c2s":
+            assert event is not None
+            p.c2s(event)
+        else:
+            assert event is not None
+            p.s2c(event)
+    return p
