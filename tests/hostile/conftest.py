@@ -8,18 +8,16 @@
 - ``Svc.wait_footprint()``: the service's threads and open descriptors are
   back to their idle baseline (nothing of a dead session leaked), polled
   against a deadline.
+- ``short``: the same Guard with a 0.5 s handshake timeout
+  (``hostile_targets.py``).
 - ``spawn_peer``: runs a helper script of ``peers/`` as a child process,
   talking JSON lines over pipes; the finalizer kills (by pid) and reaps it.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import select
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,133 +28,28 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-import aether  # noqa: E402
-import aether_guard.schema  # noqa: E402
-from aether.schema import builtins as b  # noqa: E402
-from aether.testing import ServiceProcess, python_env  # noqa: E402
+from hostile_support import Peer, Svc  # noqa: E402
 
-SERVE_BUDGET = 1.0  # (b): a well-behaved client is answered within this
-
-
-def _proc_footprint(pid: int) -> tuple[int, int]:
-    """(threads, open fds) of a process, from /proc."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
-        threads = next(int(line.split()[1]) for line in fh if line.startswith("Threads:"))
-    return threads, len(os.listdir(f"/proc/{pid}/fd"))
-
-
-class Svc:
-    """A service subprocess under test and the checks run after each case."""
-
-    def __init__(self, target: str, path: Path, env: dict[str, str] | None = None) -> None:
-        self.target = target
-        self.path = path
-        self.env = env
-        self.proc: ServiceProcess | None = None
-        self.baseline: tuple[int, int] = (0, 0)
-        self._stderr_seen = 0
-
-    def start(self) -> None:
-        self.proc = ServiceProcess(self.target, self.path, env=self.env).start()
-        self.assert_serving()  # warm up: first imports, lazily created objects
-        self.baseline = self._settle()
-        self._stderr_seen = len(self.proc.stderr_text())
-
-    def _settle(self) -> tuple[int, int]:
-        """The footprint once it stops changing (the warm-up session ending)."""
-        deadline = time.monotonic() + 5.0
-        last = self.footprint()
-        while time.monotonic() < deadline:
-            time.sleep(0.01)  # polling interval of a /proc read, not synchronisation
-            now = self.footprint()
-            if now == last and now[0] == 1:  # only the main thread left
-                return now
-            last = now
-        return last
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.proc is not None \
-            and self.proc.proc.poll() is None
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            if self.alive():
-                self.proc.stop()
-            else:
-                self.proc.kill()
-
-    def restart_if_dead(self) -> None:
-        if not self.alive():
-            if self.proc is not None:
-                self.proc.kill()
-            self.start()
-
-    def footprint(self) -> tuple[int, int]:
-        return _proc_footprint(self.pid)
-
-    def wait_footprint(self, timeout: float = 2.0) -> None:
-        """Threads and fds back to the idle baseline (no leaked session)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            now = self.footprint()
-            if now == self.baseline:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"service footprint (threads, fds) {now}, idle baseline "
-                                     f"{self.baseline}")
-            time.sleep(0.01)  # polling interval of a /proc read
-
-    def client(self, timeout: float = SERVE_BUDGET) -> aether.Client:
-        return aether.Client(self.path, schema=aether_guard.schema, transport="memory",
-                             timeout=timeout)
-
-    def assert_serving(self) -> None:
-        """(b) a well-behaved second client is served within SERVE_BUDGET."""
-        assert self.alive(), "the service died" + self.stderr_tail()
-        t0 = time.monotonic()
-        with self.client() as client:
-            assert client.transport == "memory"
-            assert client.call(b.Echo(data=b"ok"), timeout=SERVE_BUDGET) == b"ok"
-        elapsed = time.monotonic() - t0
-        assert elapsed < SERVE_BUDGET, f"well-behaved client took {elapsed:.3f} s"
-
-    def status(self) -> b.ServiceStatus:
-        with self.client() as client:
-            st: b.ServiceStatus = client.call(b.Status(), timeout=SERVE_BUDGET)
-            return st
-
-    def wait_sessions(self, count: int, timeout: float = 1.0) -> b.ServiceStatus:
-        """Poll aether.status until it shows ``count`` sessions (the asking
-        client's own included)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            st = self.status()
-            if st.sessions == count:
-                return st
-            if time.monotonic() > deadline:
-                raise AssertionError(f"service shows {st.sessions} sessions, expected {count}: "
-                                     f"{st.session_list}")
-
-    def new_stderr(self) -> str:
-        assert self.proc is not None
-        text = self.proc.stderr_text()
-        out, self._stderr_seen = text[self._stderr_seen:], len(text)
-        return out
-
-    def stderr_tail(self) -> str:
-        return "" if self.proc is None else "\n--- service stderr ---\n" + \
-            self.proc.stderr_text()[-3000:]
+from aether.testing import python_env  # noqa: E402
 
 
 def _short_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     path = tmp_path_factory.mktemp(name)
     os.chmod(path, 0o700)
     return path
+
+
+def _service_fixture(svc: Svc) -> Iterator[Svc]:
+    """Alive at the start; afterwards still alive (or the test fails),
+    nothing leaked, no internal error logged."""
+    svc.restart_if_dead()
+    svc.new_stderr()
+    yield svc
+    if not svc.alive():
+        pytest.fail("the service died during the test" + svc.stderr_tail())
+    log = svc.new_stderr()
+    assert "internal error" not in log and "Traceback" not in log, log
+    svc.wait_footprint()
 
 
 @pytest.fixture(scope="module")
@@ -172,86 +65,25 @@ def guard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Svc]:
 
 @pytest.fixture
 def svc(guard: Svc) -> Iterator[Svc]:
-    """The module's Guard, alive at the start; after the test: still alive (or
-    the test failed), nothing leaked, no internal error logged."""
-    guard.restart_if_dead()
-    guard.new_stderr()
-    yield guard
-    if not guard.alive():
-        pytest.fail("the service died during the test" + guard.stderr_tail())
-    log = guard.new_stderr()
-    assert "internal error" not in log and "Traceback" not in log, log
-    guard.wait_footprint()
+    yield from _service_fixture(guard)
 
 
-# -- helper processes ------------------------------------------------------------------
-PEERS = HERE / "peers"
+@pytest.fixture(scope="module")
+def short_guard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Svc]:
+    """hostile_targets:service: the Guard with a 0.5 s handshake timeout."""
+    env = {"PYTHONPATH": f"{HERE}{os.pathsep}{python_env()['PYTHONPATH']}"}
+    svc = Svc("hostile_targets:service", _short_dir(tmp_path_factory, "hs") / "short.ctl",
+              env=env)
+    svc.start()
+    try:
+        yield svc
+    finally:
+        svc.stop()
 
 
-class Peer:
-    """A helper process of ``peers/`` speaking JSON lines on stdout."""
-
-    def __init__(self, script: str, *args: str, pass_fds: tuple[int, ...] = ()) -> None:
-        env = python_env({"PYTHONPATH": f"{HERE}{os.pathsep}" + python_env()["PYTHONPATH"]})
-        self.proc = subprocess.Popen(
-            [sys.executable, str(PEERS / script), *args], env=env, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=pass_fds,
-        )
-        self._buf = b""
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def read(self, timeout: float = 5.0) -> dict[str, Any]:
-        """The next JSON line, waiting at most ``timeout`` seconds."""
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buf:
-            remaining = deadline - time.monotonic()
-            ready, _, _ = select.select([fd], [], [], max(0.0, remaining))
-            if not ready:
-                raise AssertionError(f"peer {self.proc.args[1]} said nothing in {timeout} s"
-                                     + self._stderr())
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                raise AssertionError(f"peer exited ({self.proc.wait(5)}) before reporting"
-                                     + self._stderr())
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        msg: dict[str, Any] = json.loads(line)
-        if "fatal" in msg:
-            raise AssertionError(f"peer failed: {msg['fatal']}" + self._stderr())
-        return msg
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line.encode() + b"\n")
-        self.proc.stdin.flush()
-
-    def wait(self, timeout: float = 10.0) -> int:
-        return self.proc.wait(timeout)
-
-    def _stderr(self) -> str:
-        if self.proc.poll() is None or self.proc.stderr is None:
-            return ""
-        return "\n--- peer stderr ---\n" + self.proc.stderr.read().decode(errors="replace")
-
-    def kill(self) -> None:
-        """SIGKILL this peer (only it, by pid) and reap it."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-
-    def finish(self) -> None:
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                try:
-                    stream.close()
-                except OSError:
-                    pass
-        self.kill()
+@pytest.fixture
+def short(short_guard: Svc) -> Iterator[Svc]:
+    yield from _service_fixture(short_guard)
 
 
 @pytest.fixture
