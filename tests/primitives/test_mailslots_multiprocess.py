@@ -165,3 +165,13 @@ def test_second_creator_in_another_process_fails(children: list[Child]) -> None:
         assert child.proc.wait(timeout=TIMEOUT) != 0
         assert child.proc.stderr is not None
         assert "ERROR_ALREADY_EXISTS" in child.proc.stderr.read()
+
+
+def test_normal_exit_without_close_removes_files(runtime_dir: Path) -> None:
+    # ref 4.4 item 31: the process exiting deletes the mailslot, leaving no files
+    code = (
+        "from aether.primitives.mailslots import Mailslot\n"
+        f"slot = Mailslot.create({NAME!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=TIMEOUT)
+    assert list((runtime_dir / "mailslots").iterdir()) == []

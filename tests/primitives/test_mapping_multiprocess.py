@@ -214,3 +214,15 @@ def test_racing_create_open_close_leaves_no_stale_name(
     for racer in racers:
         assert racer.wait() == 0
     assert records(runtime_dir) == []
+
+
+def test_normal_exit_without_close_removes_name(runtime_dir: Path) -> None:
+    # ref 2.6 item 43: handles close at exit; the last holder's exit removes
+    # the record itself, with nobody opening it afterwards
+    code = (
+        "from aether.primitives.mapping import FileMapping\n"
+        "m = FileMapping.create('Local\\\\atexit', size=4096)\n"
+        "v = m.map_view()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=TIMEOUT)
+    assert records(runtime_dir) == []

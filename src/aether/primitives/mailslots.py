@@ -21,6 +21,7 @@ import os
 import socket
 import threading
 import warnings
+import weakref
 from dataclasses import dataclass
 
 from aether import runtime
@@ -177,6 +178,9 @@ class Mailslot:
         self._udp = udp
         self._lock = threading.Lock()
         self._closed = False
+        # at interpreter exit too: the record and socket go, as Windows
+        # closes a process's handles when it exits (reference 2.43, 4.31)
+        self._finalizer = weakref.finalize(self, _shutdown, ownership, queue, sock, udp)
 
     @classmethod
     def create(
@@ -321,11 +325,7 @@ class Mailslot:
             if self._closed:
                 return
             self._closed = True
-        self._ownership.release()
-        self._queue.close()
-        self._sock.close()
-        if self._udp is not None:
-            self._udp.close()
+        self._finalizer()
 
     def __enter__(self) -> Mailslot:
         return self
@@ -340,6 +340,19 @@ class Mailslot:
 
     def __repr__(self) -> str:
         return f"<Mailslot {self._name.text!r}{' closed' if self._closed else ''}>"
+
+
+def _shutdown(
+    ownership: store.SlotOwnership,
+    queue: MessageQueue,
+    sock: socket.socket,
+    udp: socket.socket | None,
+) -> None:
+    ownership.release()  # first, so new writers fail at once
+    queue.close()
+    sock.close()
+    if udp is not None:
+        udp.close()
 
 
 class _RemoteSorter:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
+import weakref
 from dataclasses import dataclass
 from typing import IO, Literal
 
@@ -154,6 +155,9 @@ class FileMapping:
         self._data_fd = data_fd
         self._data_offset = data_offset
         self._lease = lease
+        # a named object's lease also goes at interpreter exit, so the last
+        # holder's normal exit removes the name at once (reference 2.43)
+        self._finalizer = weakref.finalize(self, _release, lease) if lease else None
         self._path = path
         self._created = created
         self._creator_pid = creator_pid
@@ -396,10 +400,10 @@ class FileMapping:
         object, the last handle in any process removes the name."""
         with self._lock:
             fd, self._data_fd = self._data_fd, -1
-            lease, self._lease = self._lease, None
+            self._lease = None
         nf.close_quietly(fd)
-        if lease is not None:
-            lease.release()
+        if self._finalizer is not None:
+            self._finalizer()
 
     def __enter__(self) -> FileMapping:
         return self
@@ -416,6 +420,10 @@ class FileMapping:
         what = repr(self.name) if self._name else "unnamed"
         state = " closed" if self.closed else ""
         return f"<FileMapping {what} size={self._size:#x} {self._protect.name}{state}>"
+
+
+def _release(lease: store.Lease) -> None:
+    lease.release()
 
 
 def query(name: str | MappingName) -> MappingInfo:
