@@ -28,6 +28,7 @@ from aether.errors import BrokenResourceError
 from aether.primitives.pipes import (
     PipeReader,
     PipeWriter,
+    PublishedEnd,
     adopt_fd,
     create_pipe,
     publish_end,
@@ -67,7 +68,10 @@ def _read_event(proc: subprocess.Popen[str], deadline: float) -> dict[str, Any]:
         proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         err = proc.stderr.read() if proc.stderr is not None else ""
         raise BrokenResourceError(f"the child exited ({proc.returncode}): {err.strip()[-500:]}")
-    event: dict[str, Any] = json.loads(line)
+    try:
+        event: dict[str, Any] = json.loads(line)
+    except ValueError:
+        raise BrokenResourceError(f"the child said something unexpected: {line[:200]!r}") from None
     return event
 
 
@@ -130,6 +134,7 @@ def pipe(via: str, total: int, chunk: int, size: int, as_json: bool) -> None:
         buffer_size=writer.buffer_size,
     )
     parent_sock: socket.socket | None = None
+    published: PublishedEnd | None = None
     with reader, writer:
         if via == "atom":
             proc = _start_child("atom", (), [])
@@ -165,6 +170,8 @@ def pipe(via: str, total: int, chunk: int, size: int, as_json: bool) -> None:
         finally:
             if parent_sock is not None:
                 parent_sock.close()
+            if published is not None:
+                published.withdraw()  # no-op once taken; never leave a stale offer
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=CHILD_TIMEOUT)
