@@ -20,12 +20,11 @@ resource tracker unlinks segments other processes still use (threat T36).
 
 from __future__ import annotations
 
-import os
 import threading
 import warnings
 import weakref
 from dataclasses import dataclass
-from typing import IO, Literal
+from typing import Literal
 
 from aether.errors import (
     AccessDeniedError,
@@ -33,7 +32,7 @@ from aether.errors import (
     InvalidParameterError,
     OSAPIError,
 )
-from aether.osapi import memfd, namedfiles as nf
+from aether.osapi import namedfiles as nf
 
 from . import _mapping_store as store
 from ._mapping_access import (
@@ -47,6 +46,7 @@ from ._mapping_access import (
     parse_protect,
     view_kind,
 )
+from ._mapping_backing import FileArg, prepare_backing, reopen_backing_file
 from ._mapping_errors import (
     DiskFullError,
     FileInvalidError,
@@ -79,9 +79,6 @@ __all__ = [
     "sweep_stale",
 ]
 
-FileArg = str | os.PathLike[str] | int | IO[bytes]
-_MAX_SIZE = (1 << 63) - 1
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass(frozen=True)
@@ -225,7 +222,7 @@ class FileMapping:
                 return existing
             if parsed.scope == "global" and not may_create_global():
                 raise AccessDeniedError("creating Global\\ mappings needs root (2.20)")
-        data_fd, _, record = _prepare_backing(prot, size, file, parsed)
+        data_fd, _, record = prepare_backing(prot, size, file, parsed)
         if parsed is None:
             return cls(
                 name=None, size=record.size, protect=prot, access=FILE_MAP_ALL_ACCESS,
@@ -289,7 +286,7 @@ class FileMapping:
                 data_fd = nf.reopen(lease.fd, write=write)
                 offset = store.HEADER_SIZE
             else:
-                data_fd = _reopen_backing_file(name.text, record, write)
+                data_fd = reopen_backing_file(name.text, record, write)
                 offset = 0
         except OSAPIError as exc:
             lease.release()
@@ -457,81 +454,3 @@ def _view_length(offset: int, size: int, total: int) -> int:
             f"a view of {length} bytes at {offset:#x} passes the end of a {total:#x}-byte mapping"
         )
     return length
-
-
-def _prepare_backing(
-    protect: Protect, size: int, file: FileArg | None, name: MappingName | None
-) -> tuple[int, int, store.Record]:
-    """Open or create the bytes behind a new object.
-
-    Returns ``(data_fd, data_offset, record)``; for named memory-backed
-    objects the fd is -1 (the record file will hold the bytes).
-    """
-    text = name.text if name is not None else ""
-    if not isinstance(size, int) or size < 0 or size > _MAX_SIZE:
-        raise InvalidParameterError(f"invalid mapping size {size!r}")
-    if file is None:
-        if size == 0:
-            raise InvalidParameterError("a memory-backed mapping needs a size > 0")  # 2.3
-        rounded = -(-size // _PAGE) * _PAGE  # 2.6
-        record = store.Record(store.KIND_MEMORY, int(protect), rounded, os.getpid(), text)
-        if name is not None:
-            return -1, store.HEADER_SIZE, record
-        try:
-            return memfd.memfd_create("aether-mapping", rounded), 0, record
-        except OSAPIError as exc:
-            raise from_os_error(exc, "CreateFileMapping") from None
-    fd = _open_user_file(file, protect.writable)
-    try:
-        dev, ino, file_size = nf.file_identity(fd)
-        if size == 0:
-            if file_size == 0:
-                raise FileInvalidError("cannot map an empty file with size 0")  # 2.4
-            size = file_size
-        elif size > file_size:
-            if not protect.writable:
-                raise NotEnoughMemoryError(
-                    f"a read-only mapping of {size} bytes is larger than its {file_size}-byte file"
-                )
-            nf.set_size(fd, size)  # 2.7
-        path = nf.fd_path(fd)
-    except OSAPIError as exc:
-        nf.close_quietly(fd)
-        raise from_os_error(exc, "CreateFileMapping") from None
-    except BaseException:
-        nf.close_quietly(fd)
-        raise
-    record = store.Record(store.KIND_FILE, int(protect), size, os.getpid(), text, path, dev, ino)
-    return fd, 0, record
-
-
-def _open_user_file(file: FileArg, writable: bool) -> int:
-    """An fd of our own for the user's file, checked against the protection."""
-    try:
-        if isinstance(file, str | os.PathLike):
-            return nf.open_file(file, write=writable)
-        raw = file if isinstance(file, int) else file.fileno()
-        if not nf.fd_is_readable(raw) or (writable and not nf.fd_is_writable(raw)):
-            raise AccessDeniedError(
-                "the file's open mode does not allow this protection"
-                " (PAGE_READWRITE needs a file opened for reading and writing)"
-            )
-        return nf.dup(raw)
-    except OSAPIError as exc:
-        raise from_os_error(exc, "open the mapping's file") from None
-
-
-def _reopen_backing_file(name: str, record: store.Record, write: bool) -> int:
-    """Open the file a named file-backed mapping was created over, checking
-    it is still the same file (Linux cannot pin it as Windows does)."""
-    try:
-        fd = nf.open_file(record.path, write=write)
-    except OSAPIError as exc:
-        if exc.errno == 2:
-            raise MappingNotFoundError(name, f"its file {record.path} is gone") from None
-        raise
-    dev, ino, _ = nf.file_identity(fd)
-    if (dev, ino) != (record.dev, record.ino):
-        nf.close_quietly(fd)
-        raise MappingNotFoundError(name, f"its file {record.path} was replaced")
-    return fd
