@@ -67,6 +67,15 @@ class MemoryServiceSide:
         except OSAPIError as exc:
             raise HandshakeFailure(ErrorCode.MEMORY_ACCESS, f"cannot open client memory: {exc}") \
                 from None
+        # The fd is bound to the image the process runs *now*. If it exec'd a
+        # set-id program between connect() and H3, that image runs with other
+        # credentials than the connection's: refuse it (threat T6, exec before
+        # the handshake). Checked after the open: an exec after it leaves the
+        # fd reaching nothing.
+        changed = _credentials_changed(claimed, self.peer)
+        if changed:
+            memory.close()
+            raise HandshakeFailure(ErrorCode.PID_MISMATCH, changed)
         # Opened after the pidfd: if the process is still alive now, the
         # descriptor belongs to it and not to a later process with its pid.
         if osapi.pidfd_exited(self.pidfd):
@@ -197,6 +206,25 @@ def _pidfd_pid(pidfd: int) -> int | None:
     except (OSError, ValueError):
         return None
     return None
+
+
+def _credentials_changed(pid: int, peer: osapi.PeerCredentials) -> str:
+    """Why the process's current image is not the one that connected ("" if it is).
+
+    ``SO_PEERCRED`` recorded the effective uid and gid at connect(); an exec
+    of a set-uid or set-gid program changes them. (A file-capability exec
+    keeps them; the kernel records no capabilities at connect to compare.)
+    """
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            fields = {k: v.split() for k, _, v in (line.partition(":") for line in fh)}
+        euid, egid = int(fields["Uid"][1]), int(fields["Gid"][1])
+    except (OSError, KeyError, IndexError, ValueError) as exc:
+        return f"cannot read the client's credentials: {exc}"
+    if (euid, egid) != (peer.uid, peer.gid):
+        return (f"the client now runs as uid {euid} gid {egid}, but connected as uid "
+                f"{peer.uid} gid {peer.gid} (exec of a set-id program?)")
+    return ""
 
 
 def _read_maps(pid: int) -> list[osapi.MemoryMapping]:
