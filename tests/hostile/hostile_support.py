@@ -32,16 +32,18 @@ def _proc_footprint(pid: int) -> tuple[int, int]:
 class Svc:
     """A service subprocess under test and the checks run after each case."""
 
-    def __init__(self, target: str, path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, target: str, path: Path, env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()) -> None:
         self.target = target
         self.path = path
         self.env = env
+        self.args = args
         self.proc: ServiceProcess | None = None
         self.baseline: tuple[int, int] = (0, 0)
         self._stderr_seen = 0
 
     def start(self) -> None:
-        self.proc = ServiceProcess(self.target, self.path, env=self.env).start()
+        self.proc = ServiceProcess(self.target, self.path, env=self.env, args=self.args).start()
         self.assert_serving()  # warm up: first imports, lazily created objects
         self.baseline = self._settle()
         self._stderr_seen = len(self.proc.stderr_text())

@@ -4,14 +4,23 @@ when the connecting process exits").
 
 The attacker is this test process; victims and forking clients are separate
 processes (peers/*.py) that report their memory's hash over a pipe.
+Threat-model cases: T1 (claimed pid), T2 (planted pattern), T5 (socket kept
+by a child after the connector exits), T6 (exec after the handshake: the
+/proc/<pid>/mem fd reaches nothing; exec of a set-uid program before it:
+refused at H3).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import msgspec
 import pytest
+from hostile_support import Svc
 from rawpeer import DEFAULT_BLOCK, PAGE, Arena, RawPeer, free_address, mapped_in_self
 
 from aether.schema import builtins as b, encode
@@ -155,4 +164,50 @@ def test_connector_exit_ends_session_held_by_child(svc, spawn_peer):
     assert holder["events"] in ([["ConnectionClosed"]],
                                 [["Error", "PEER_EXITED"], ["ConnectionClosed"]]), holder
     _no_success(holder["after"])
+    svc.assert_serving()
+
+
+# -- exec of a set-uid program between connect() and CLIENT_PID (T6, H3) --------------------
+@pytest.fixture(scope="module")
+def open_guard() -> Iterator[tuple[Svc, Path]]:
+    """A Guard whose socket uid 65534 can reach (0755 directory, socket
+    0666), and a set-uid-root copy of sleep(1) beside it."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: drops to uid 65534 and execs a set-uid-root program")
+    directory = Path(tempfile.mkdtemp(prefix="aether-hostile-"))
+    try:
+        os.chmod(directory, 0o755)
+        setuid_sleep = directory / "setuid-sleep"
+        shutil.copy("/usr/bin/sleep", setuid_sleep)
+        os.chmod(setuid_sleep, 0o4755)
+        svc = Svc("guard", directory / "guard.ctl", args=("--mode", "0666"))
+        svc.start()
+        try:
+            yield svc, setuid_sleep
+        finally:
+            svc.stop()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.root
+def test_setuid_exec_before_client_pid_is_refused(open_guard, spawn_peer):
+    """uid 65534 connects, forks a holder, and execs a set-uid-root program:
+    same pid, so CLIENT_PID matches SO_PEERCRED and the pidfd, but the image
+    now runs as root. The service must not bind the session's memory fd to
+    it: ERROR PID_MISMATCH, and it keeps no /proc/<pid>/mem of it open."""
+    svc, setuid_sleep = open_guard
+    peer = spawn_peer("setid_exec_client.py", str(svc.path), str(setuid_sleep))
+    said: dict[str, list[dict]] = {}
+    while "reaper" not in said:
+        msg = peer.read(15.0)
+        said.setdefault(msg["who"], []).append(msg)
+    holder = said["holder"][0]
+    assert said["connector"][0]["euid"] == 65534
+    assert holder["events"] == [["Error", "PID_MISMATCH"], ["ConnectionClosed"]], holder
+    target = f"/proc/{holder['target']}/mem"
+    assert all(os.readlink(f"/proc/{svc.pid}/fd/{fd}") != target
+               for fd in os.listdir(f"/proc/{svc.pid}/fd"))
+    assert peer.wait() == 0
+    svc.wait_footprint()
     svc.assert_serving()
