@@ -56,6 +56,9 @@ class TypedDecoder:
             raise SchemaError(f"{self.what}: {exc}", path=match.group(1) if match else "") from None
         except msgspec.DecodeError as exc:
             raise SchemaError(f"{self.what}: malformed MessagePack ({exc})") from None
+        except UnicodeDecodeError as exc:  # msgspec raises it as is for a bad str
+            raise SchemaError(f"{self.what}: a string is not valid UTF-8 ({exc.reason})") \
+                from None
         except RecursionError:
             raise SchemaError(f"{self.what}: payload nested too deeply") from None
         if self._unbounded:

@@ -110,7 +110,8 @@ class Registry:
         out = []
         for spec in self:
             (params_schema, result_schema), components = msgspec.json.schema_components(
-                [spec.params, spec.result], ref_template="#/$defs/{name}"
+                [spec.params, spec.result], ref_template="#/$defs/{name}",
+                schema_hook=_schema_hook,
             )
             out.append(
                 {
@@ -130,6 +131,14 @@ class Registry:
         """A stable 64-bit hash of every operation's code, name, flags and schemas."""
         canonical = json.dumps(self.describe(), sort_keys=True, separators=(",", ":"))
         return int.from_bytes(hashlib.blake2b(canonical.encode(), digest_size=8).digest(), "little")
+
+
+def _schema_hook(type_: Any) -> dict[str, Any]:
+    """JSON Schema for types msgspec has none for: ``object`` means any value,
+    like ``Any`` (the codec accepts both)."""
+    if type_ is object:
+        return {"description": "any value"}
+    raise NotImplementedError
 
 
 def _specs_in(module: types.ModuleType) -> list[OperationSpec]:
