@@ -1,7 +1,7 @@
 """Pipe system calls for the anonymous-pipe primitive.
 
 Linux pipes differ from Win32 anonymous pipes in ways the primitive has to
-bridge (``docs/primitives-atoms-pipes.md``): the buffer is sized with
+bridge (``docs/primitives.md``): the buffer is sized with
 ``F_SETPIPE_SZ`` (rounded up to a power-of-two number of pages), the byte
 count waiting is ``ioctl(FIONREAD)``, and a non-destructive *data* peek is
 possible with ``tee(2)``, which duplicates pipe buffers into a scratch pipe

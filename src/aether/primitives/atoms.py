@@ -1,6 +1,6 @@
 """Atom tables: 16-bit numbers that stand for case-insensitive strings.
 
-Two kinds of table, as on Windows (``docs/primitives-atoms-pipes.md``):
+Two kinds of table, as on Windows (``docs/primitives.md``):
 
 - :class:`GlobalAtomTable` is shared by every process of the same user and
   outlives the process that added an atom; it is a file in the user's 0700

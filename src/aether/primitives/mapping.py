@@ -4,7 +4,7 @@
 ...     with m.map_view() as view:
 ...         view[0:5] = b"hello"
 
-Backing on Linux (see ``docs/primitives-mapping-mailslots.md``):
+Backing on Linux (see ``docs/primitives.md``):
 
 - unnamed, memory-backed: a sealed ``memfd`` (nobody can find it by name);
 - named, memory-backed: a record file in the per-user namespace directory

@@ -15,7 +15,7 @@ Example::
 Handing an end to another process: :func:`publish_end` / :func:`take_end`
 (through a global atom and ``pidfd_getfd``), :func:`send_end` /
 :func:`receive_end` (``SCM_RIGHTS``), or ``subprocess`` with ``pass_fds``
-plus :func:`adopt_fd` in the child. See ``docs/primitives-atoms-pipes.md``.
+plus :func:`adopt_fd` in the child. See ``docs/primitives.md``.
 """
 
 from __future__ import annotations

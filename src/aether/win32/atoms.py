@@ -24,7 +24,7 @@ Conventions (the same for every function of ``aether.win32``):
 
 The four different "buffer too small" behaviours of the ``Get*AtomName``
 family are reproduced exactly [1.24-1.29]; see
-``docs/primitives-atoms-pipes.md`` for the table.
+``docs/primitives.md`` for the table.
 """
 
 from __future__ import annotations
