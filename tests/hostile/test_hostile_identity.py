@@ -156,6 +156,27 @@ def test_exec_after_handshake_never_writes_the_new_image(svc, spawn_peer, slow_t
     svc.assert_serving()  # (b)
 
 
+def test_exec_during_handshake_never_touches_the_new_image(svc, spawn_peer):
+    """T6 inside the handshake: CLIENT_PID and the blocks come from the old
+    image, IPC_TEST arrives after the exec. The pattern test reads through
+    the handshake's fd, which reaches nothing now: a typed failure, and the
+    new image's pattern (at the same addresses) is neither read as a pass
+    nor zeroed."""
+    said = _run_forking_client(svc, spawn_peer, "exec_handshake")
+    (image, image_after), holder = said["image"], said["holder"][0]
+    events = holder["events"]
+    assert ["TestDone", "NONE"] not in events, events
+    # MEMORY_ACCESS at H6. (BAD_BLOCK, equally safe, if H5's maps check had
+    # run after the exec began: the connector waits until the service has read
+    # ADDR_RETN before it execs, which makes that a microsecond window.)
+    assert events[0] in (["TestDone", "MEMORY_ACCESS"], ["Error", "BAD_BLOCK"]), events
+    if events[0][1] == "MEMORY_ACCESS":
+        assert holder["sent"] is True
+    assert events[-1] == ["ConnectionClosed"], events
+    assert image_after["hash_after"] == image["hash"] and image_after["pattern"] is True
+    svc.assert_serving()
+
+
 def test_connector_exit_ends_session_held_by_child(svc, spawn_peer):
     """T5: the session ends when the connecting process exits, though its
     forked child still holds the socket; nothing the child sends runs."""

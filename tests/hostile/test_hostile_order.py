@@ -247,3 +247,62 @@ def test_garbage_while_an_operation_runs(svc, arena, slow_tree):
     assert header.status in (Status.STARTED, Status.CANCELLED)  # own block only
     assert arena.canaries_intact()
     svc.assert_serving()
+
+
+# -- a client that ignores its own lock (O2 busy, T25) --------------------------------------
+def _start_slow(peer: RawPeer, arena: Arena, tree) -> bytes:
+    payload = encode({"root": str(tree)})
+    arena.write_params(1, 0x0101, payload)
+    peer.send(m.Execute(1, len(payload)))
+    assert peer.expect(m.Started).status == Status.STARTED
+    peer.expect(m.Progress)
+    return arena.retn_bytes()
+
+
+def test_execute_flood_while_running_is_busy_and_reads_nothing(svc, arena, slow_tree):
+    """Second and later EXECUTEs while op 1 runs: each gets STARTED
+    REJECTED_BUSY; the parameter block is not read for them and the return
+    block keeps op 1's header; CANCEL ends op 1; the session goes on."""
+    with RawPeer(svc.path) as peer:
+        peer.handshake(arena)
+        running = _start_slow(peer, arena, slow_tree)
+        for op_id in range(2, 34):
+            peer.send(m.Execute(op_id, 10**6))  # a length no block holds: never read
+        for op_id in range(2, 34):
+            event = peer.recv()
+            while isinstance(event, m.Progress):
+                event = peer.recv()
+            assert event == m.Started(op_id, int(Status.REJECTED_BUSY)), event
+        header = wire.ReturnHeader.unpack(arena.retn_bytes()[:wire.HEADER_SIZE])
+        assert (header.op_id, header.status) == (1, Status.STARTED)
+        assert arena.retn_bytes()[wire.HEADER_SIZE:] == running[wire.HEADER_SIZE:]
+        peer.send(m.Cancel(1))
+        event = peer.recv(5.0)
+        while isinstance(event, m.Progress):
+            event = peer.recv(5.0)
+        assert event == m.Done(1, int(Status.CANCELLED)), event
+        status, _, data = peer.execute(arena, 34, ECHO, encode(b.Echo(data=b"after")))
+        assert status == Status.OK and msgspec.msgpack.decode(data) == b"after"
+    assert arena.canaries_intact()
+    svc.assert_serving()
+
+
+@pytest.mark.parametrize("what", ["addr_param", "ipc_test", "client_pid"])
+def test_reregistration_while_running_is_protocol_error(svc, arena, slow_tree, what):
+    """O6 is allowed in IDLE only: blocks cannot be swapped under a running
+    op (its result would go to the new ones). The op is cancelled and its
+    worker ends (the svc fixture checks the threads)."""
+    other = Arena()
+    try:
+        with RawPeer(svc.path) as peer:
+            peer.handshake(arena)
+            _start_slow(peer, arena, slow_tree)
+            event = {"addr_param": m.AddrParam(other.param, other.param_size),
+                     "ipc_test": m.IpcTest(), "client_pid": m.ClientPid(ME)}[what]
+            peer.send(event)
+            peer.expect_error(ErrorCode.PROTOCOL)
+        assert other.holds_pattern() and other.canaries_intact()
+        assert arena.canaries_intact()
+    finally:
+        other.close()
+    svc.assert_serving()

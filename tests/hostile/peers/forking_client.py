@@ -15,14 +15,21 @@ the fixed ADDRESS and forks the holder C (C inherits the socket). Then:
            slow_tree) gives no further progress for many seconds, and C sends
            CANCEL once the image is up: the service's next write to the client
            (the CANCELLED result) comes after the exec, by construction.
+  exec_handshake
+           P sends CLIENT_PID, ADDR_PARAM and ADDR_RETN only, then execs (the
+           new image maps the pattern at the same addresses); C then sends
+           IPC_TEST. The pattern test must not read or zero the new image.
   exit     P exits; C waits for P's exit (pidfd), then for the service to
            close the session, then tries an EXECUTE anyway.
 
 Every process prints JSON lines with "who": connector, holder, image, reaper.
 """
 
+import fcntl
 import os
 import sys
+import termios
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -40,6 +47,8 @@ def describe(event: m.Event) -> list[object]:
         case m.Error(error=code):
             return ["Error", ErrorCode(code).name if code in ErrorCode._value2member_map_
                     else code]
+        case m.TestDone(error=code):
+            return ["TestDone", ErrorCode(code).name]
         case m.Started(status=s) | m.Done(status=s):
             return [type(event).__name__, Status(s).name]
         case _:
@@ -60,11 +69,18 @@ def drain(peer: RawPeer, timeout: float) -> list[list[object]]:
             return events
 
 
+def unread_bytes(peer: RawPeer) -> int:
+    buf = fcntl.ioctl(peer.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")  # SIOCOUTQ
+    return int.from_bytes(buf, sys.byteorder)
+
+
 def holder_after_exec(peer: RawPeer, arena: Arena, go_r: int, mode: str) -> None:
     if not wait_readable(go_r, 15):
         report(who="holder", fatal="the exec'd image never said go")
         os._exit(1)
-    if mode == "exec":
+    if mode == "exec_handshake":
+        sent = peer.send(m.IpcTest())
+    elif mode == "exec":
         payload = encode(b.Echo(data=b"into the new image?"))
         # The holder's own copy of the block (fork made it private): the
         # service must not read it, and must not write the new image either.
@@ -94,7 +110,19 @@ def holder_after_exit(peer: RawPeer, arena: Arena, armed_w: int) -> None:
 def connector(path: str, mode: str, address: int, tree: str) -> None:
     arena = Arena(address=address)
     peer = RawPeer(path)
-    peer.handshake(arena)
+    if mode == "exec_handshake":
+        peer.hello()
+        peer.send(m.ClientPid(os.getpid()))
+        peer.send(m.AddrParam(arena.param, arena.param_size))
+        peer.send(m.AddrRetn(arena.retn, arena.retn_size))
+        # Exec only once the service has read ADDR_RETN (H5 then checks the
+        # old image's maps within microseconds), so that IPC_TEST is what
+        # meets the exec: SIOCOUTQ counts our datagrams it has not read yet.
+        deadline = time.monotonic() + 5
+        while unread_bytes(peer) and time.monotonic() < deadline:
+            time.sleep(0.001)  # polling interval of an ioctl, bounded by the deadline
+    else:
+        peer.handshake(arena)
     if mode == "exec_op":
         payload = encode(HashTree(root=tree))
         arena.write_params(1, 0x0101, payload)
