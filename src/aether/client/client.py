@@ -459,7 +459,7 @@ class Client:
                     return
                 try:
                     pinfo = _progress_decoder.decode(info) if info else ProgressInfo()
-                except msgspec.DecodeError:
+                except (msgspec.DecodeError, UnicodeDecodeError):
                     pinfo = ProgressInfo()
                 op._set_progress(permille, pinfo)
             case m.Done(status=status):
@@ -500,7 +500,7 @@ class Client:
             return
         try:
             info = _error_decoder.decode(payload)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             info = ErrorInfo(message="")
         name = Status(status).name if status in Status._value2member_map_ else str(status)
         cls: type[OperationError] = OperationError
