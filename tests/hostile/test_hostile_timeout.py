@@ -17,6 +17,7 @@ import pytest
 from hostile_support import SHORT_HANDSHAKE_TIMEOUT as HANDSHAKE_TIMEOUT
 from rawpeer import Arena, RawPeer
 
+import aether
 from aether.wire import ErrorCode, messages as m
 
 
@@ -87,3 +88,23 @@ def test_silent_clients_do_not_lock_out_others(short):
         for peer in silent:
             peer.close()
     short.assert_serving()
+
+
+def test_half_open_flood_gets_limits_exceeded_then_recovers(svc):
+    """T23/T24: one uid fills its half-open slots with silent connections
+    (the default 5 s handshake timeout, so none expires meanwhile); its next
+    connection is refused at once with ERROR LIMITS_EXCEEDED and no HELLO.
+    Once the silent ones hang up, the slots are free and it is served again."""
+    limit = aether.Limits().max_half_open_per_uid
+    silent = [RawPeer(svc.path) for _ in range(limit)]
+    try:
+        for peer in silent:
+            peer.hello()  # HELLO sent: the session exists and holds its slot
+        with RawPeer(svc.path) as extra:
+            extra.expect_error(ErrorCode.LIMITS_EXCEEDED)
+            assert not any(isinstance(e, m.Hello) for e in extra.events)
+    finally:
+        for peer in silent:
+            peer.close()
+    svc.wait_footprint()  # every half-open session ended with its hang-up
+    svc.assert_serving()
