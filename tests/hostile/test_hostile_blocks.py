@@ -305,3 +305,29 @@ def test_client_over_block_limit_always_gets_the_reason(svc):
                           block_size=2 * LIMIT)
         assert info.value.reason == "block-too-large", info.value
     svc.assert_serving()
+
+
+def test_after_reregistration_old_blocks_are_never_written(svc, arena):
+    """O6 with good blocks: from then on only the new blocks are written; the
+    old ones (still mapped, still this client's) keep their bytes."""
+    fresh = Arena(2 * N, 2 * N)
+    try:
+        with RawPeer(svc.path) as peer:
+            peer.handshake(arena)
+            status, _, _ = peer.execute(arena, 1, 0x0003, encode(b.Echo(data=b"old")))
+            assert status == Status.OK
+            old = (arena.param_bytes(), arena.retn_bytes())
+            peer.send(m.AddrParam(fresh.param, fresh.param_size))  # O6: H4-H8 again
+            peer.send(m.AddrRetn(fresh.retn, fresh.retn_size))
+            peer.send(m.IpcTest())
+            assert peer.expect(m.TestDone).error == 0
+            assert fresh.holds_zeros()
+            peer.send(m.TestVerified(0))
+            status, _, data = peer.execute(fresh, 2, 0x0003,
+                                           encode(b.Echo(data=b"new" * 3000)))
+            assert status == Status.OK and msgspec.msgpack.decode(data) == b"new" * 3000
+        assert (arena.param_bytes(), arena.retn_bytes()) == old
+        assert arena.canaries_intact() and fresh.canaries_intact()
+    finally:
+        fresh.close()
+    svc.assert_serving()

@@ -197,6 +197,8 @@ def open_guard() -> Iterator[tuple[Svc, Path]]:
         pytest.skip("needs root: drops to uid 65534 and execs a set-uid-root program")
     directory = Path(tempfile.mkdtemp(prefix="aether-hostile-"))
     try:
+        if os.statvfs(directory).f_flag & os.ST_NOSUID:
+            pytest.skip(f"{directory.parent} is mounted nosuid")
         os.chmod(directory, 0o755)
         setuid_sleep = directory / "setuid-sleep"
         shutil.copy("/usr/bin/sleep", setuid_sleep)
