@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,10 +20,7 @@ def runtime_dir() -> Iterator[Path]:
         yield path
 
 
-def start_service(target: str, socket_path: Path, *args: str) -> ServiceProcess:
-    env = {"PYTHONPATH": str(TESTS / "e2e") + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "AETHER_RUNTIME_DIR": os.environ.get("AETHER_RUNTIME_DIR", "")}
-    return ServiceProcess(target, socket_path, args=args, env=env).start()
+from e2e_support import start_service  # noqa: E402
 
 
 @pytest.fixture

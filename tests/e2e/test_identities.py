@@ -11,10 +11,10 @@ from pathlib import Path
 
 import aether_testsvc as ts
 import pytest
+from e2e_support import start_service
 
 import aether
 from aether.osapi import drop_privileges, pidfd_open, wait_pidfd
-from conftest import start_service
 
 NOBODY = 65534
 

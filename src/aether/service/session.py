@@ -425,7 +425,9 @@ class Session:
                 if self.memory is not None and self.proto.transport is Transport.MEMORY:
                     self.memory.write_progress(op_id, permille)
                 data = self.proto.send(m.Progress(op_id, permille, info))
-            self.channel.send(data)
+            # Progress is lossy by design: a client that does not read must
+            # not block the handler (the return header keeps the latest value).
+            self.channel.send_nowait(data)
         except (AetherError, ValueError):
             # The client is gone or its blocks are: the session thread will
             # notice and end; the handler learns through cancellation.

@@ -57,6 +57,27 @@ class Channel:
                     raise ClosedResourceError("channel is closed") from None
                 raise PeerGoneError(f"send failed: {exc.strerror}") from None
 
+    def send_nowait(self, datagram: bytes) -> bool:
+        """Send only if the peer's queue has room now; False if it is full.
+
+        For messages that may be dropped (PROGRESS: the return block holds
+        the latest value anyway), so a client that never reads cannot block
+        the service's worker."""
+        if self._closed:
+            raise ClosedResourceError("channel is closed")
+        with self._send_lock:
+            try:
+                self.sock.sendmsg([datagram], [], socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return False
+            except (BrokenPipeError, ConnectionResetError, ConnectionRefusedError) as exc:
+                raise PeerGoneError(f"peer closed the connection ({exc.strerror})") from None
+            except OSError as exc:
+                if exc.errno == errno.EBADF:
+                    raise ClosedResourceError("channel is closed") from None
+                raise PeerGoneError(f"send failed: {exc.strerror}") from None
+        return True
+
     def try_send(self, datagram: bytes) -> bool:
         """Send, returning False instead of raising if the peer is gone."""
         try:
