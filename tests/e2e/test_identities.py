@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -63,7 +64,7 @@ def shared_service():
     svc = start_service("aether_testsvc:service", directory / "testsvc.ctl", "--mode", "0666")
     yield svc
     svc.kill()
-    os.rmdir(directory) if not any(directory.iterdir()) else None
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @needs_root
@@ -132,6 +133,7 @@ def test_unprivileged_client_refuses_impostor_service(runtime_dir):
         assert "refusing to trust" in result["value"]
     finally:
         svc.kill()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_sixty_four_clients_at_once(testsvc):

@@ -5,6 +5,7 @@ each server is a separate process."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -164,4 +165,5 @@ def run(quick: bool = False, repeats: int | None = None) -> list[dict[str, Any]]
         seq.close()
         stream.close()
         service.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     return rows
