@@ -108,12 +108,14 @@ def _raw_stream(path: str, size: int, warmup: int, count: int) -> list[int]:
         sock.close()
 
 
-def _aether(path: Path, transport: str, size: int, warmup: int, count: int) -> list[int]:
+def _aether(path: Path, transport: str, size: int, warmup: int, count: int,
+            spin: float | None = None) -> list[int]:
     from aether.client import Client
     from aether.wire import HEADER_SIZE
 
     block = max(64 * 1024, size + HEADER_SIZE + 4096)
-    with Client(path, transport=transport, block_size=block) as client:
+    extra = {} if spin is None else {"spin": spin}
+    with Client(path, transport=transport, block_size=block, **extra) as client:
         payload = os.urandom(size)
         check = client.echo(payload)
         if check != payload:
@@ -129,6 +131,10 @@ def run(quick: bool = False, repeats: int | None = None) -> list[dict[str, Any]]
     os.chmod(tmp, 0o700)
     service = ServiceProcess("guard", tmp / "guard.ctl", env={"AETHER_RUNTIME_DIR": str(tmp)})
     service.start()
+    # The same service with spinning off on both ends: the wake-up cost shown plainly.
+    quiet = ServiceProcess("guard", tmp / "quiet.ctl", args=["--spin-us", "0"],
+                           env={"AETHER_RUNTIME_DIR": str(tmp)})
+    quiet.start()
     seq = _PeerProcess("seqpacket", str(tmp / "seq.sock"))
     stream = _PeerProcess("stream", str(tmp / "stream.sock"))
     try:
@@ -139,6 +145,8 @@ def run(quick: bool = False, repeats: int | None = None) -> list[dict[str, Any]]
                     tmp / "guard.ctl", "memory", s, w, c),
             }
             if size <= 64 * 1024:
+                measures["aether.memory.nospin"] = lambda s=size, w=warmup, c=count: _aether(
+                    tmp / "quiet.ctl", "memory", s, w, c, spin=0.0)
                 measures["raw.seqpacket"] = lambda s=size, w=warmup, c=count: _raw_seqpacket(
                     str(tmp / "seq.sock"), s, w, c)
             measures["raw.stream"] = lambda s=size, w=warmup, c=count: _raw_stream(
@@ -154,16 +162,10 @@ def run(quick: bool = False, repeats: int | None = None) -> list[dict[str, Any]]
                     # bytes each way per second: a round trip moves the payload twice
                     row["gbps"] = 2 * size / (fig["p50_us"] * 1e-6) / 1e9
                 rows.append(row)
-                # The seqpacket and stream peers serve one connection each.
-                if mechanism == "raw.seqpacket":
-                    seq.close()
-                    seq = _PeerProcess("seqpacket", str(tmp / "seq.sock"))
-                if mechanism == "raw.stream":
-                    stream.close()
-                    stream = _PeerProcess("stream", str(tmp / "stream.sock"))
     finally:
         seq.close()
         stream.close()
         service.stop()
+        quiet.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     return rows

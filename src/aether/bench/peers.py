@@ -15,15 +15,14 @@ def _serve_seqpacket(path: str) -> None:
     srv.bind(path)
     srv.listen(1)
     print("READY", flush=True)
-    conn, _ = srv.accept()
-    _grow_buffers(conn)
     buf = bytearray(1 << 20)
     view = memoryview(buf)
-    while True:
-        n = conn.recv_into(buf)
-        if n == 0:
-            return
-        conn.sendall(view[:n])
+    while True:  # one client at a time, for as many runs as the benchmark makes
+        conn, _ = srv.accept()
+        _grow_buffers(conn)
+        with conn:
+            while n := conn.recv_into(buf):
+                conn.sendall(view[:n])
 
 
 def _recv_exact(conn: socket.socket, view: memoryview) -> bool:
@@ -41,19 +40,19 @@ def _serve_stream(path: str) -> None:
     srv.bind(path)
     srv.listen(1)
     print("READY", flush=True)
-    conn, _ = srv.accept()
     header = bytearray(4)
     buf = bytearray(1 << 20)
-    while True:
-        if not _recv_exact(conn, memoryview(header)):
-            return
-        (n,) = struct.unpack("<I", header)
-        if n > len(buf):
-            buf = bytearray(n)
-        view = memoryview(buf)[:n]
-        if not _recv_exact(conn, view):
-            return
-        conn.sendall(bytes(header) + view)
+    while True:  # one client at a time
+        conn, _ = srv.accept()
+        with conn:
+            while _recv_exact(conn, memoryview(header)):
+                (n,) = struct.unpack("<I", header)
+                if n > len(buf):
+                    buf = bytearray(n)
+                view = memoryview(buf)[:n]
+                if not _recv_exact(conn, view):
+                    break
+                conn.sendall(bytes(header) + view)
 
 
 def _grow_buffers(sock: socket.socket) -> None:

@@ -25,9 +25,11 @@ def service() -> None:
               help="Socket permission bits in octal (default 0666 system, 0600 user).")
 @click.option("--no-memory-transport", is_flag=True,
               help="Offer only the socket transport (no cross-process memory access).")
+@click.option("--spin-us", type=click.IntRange(0, 100_000), default=None,
+              help="Microseconds a lone session polls before sleeping (0: never spin).")
 @handle_errors
 def run(target: str, socket_path: str | None, mode: str | None,
-        no_memory_transport: bool) -> None:
+        no_memory_transport: bool, spin_us: int | None) -> None:
     """Run TARGET in the foreground until SIGTERM or SIGINT.
 
     TARGET is a shipped service name (``guard``) or ``package.module:attribute``
@@ -51,6 +53,8 @@ def run(target: str, socket_path: str | None, mode: str | None,
                 from None
     if no_memory_transport:
         svc.memory_transport_enabled = False
+    if spin_us is not None:
+        svc.limits = replace(svc.limits, spin=spin_us / 1e6)
     svc.serve(socket_path)
     sys.exit(0)
 
