@@ -158,7 +158,7 @@ class TestProcessMemory:
             block.view[:5] = b"hello"
             os.write(w, block.address.to_bytes(8, "little"))
             os.read(go_r, 1)  # wait until the parent opened our memory
-            os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(30)"])
+            os.execv(sys.executable, [sys.executable, "-c", "import signal; signal.pause()"])
         os.close(w)
         os.close(go_r)
         address = int.from_bytes(os.read(r, 8), "little")
@@ -172,7 +172,7 @@ class TestProcessMemory:
                 try:
                     for _ in range(1000):
                         with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                            if b"time.sleep" in fh.read():
+                            if b"signal.pause" in fh.read():
                                 break
                         osapi.wait_pidfd(pidfd, 0.01)
                 finally:
