@@ -40,6 +40,7 @@ from aether.primitives.mailslots import (
     open_mailslot,
 )
 
+from ._common import DWORD_MAX, set_out
 from ._handles import INVALID_HANDLE_VALUE, SetLastError, handles
 
 __all__ = [
@@ -82,7 +83,6 @@ TRUNCATE_EXISTING = 5
 FILE_ATTRIBUTE_NORMAL = 0x80
 
 _ERROR_FILE_EXISTS = 80
-_DWORD_MAX = 0xFFFFFFFF
 
 
 def _fail(exc: BaseException) -> None:
@@ -139,12 +139,6 @@ def CreateMailslot(
 CreateMailslotA = CreateMailslotW = CreateMailslot
 
 
-def _set(out: Any, value: int) -> None:
-    if out is None:
-        return
-    target = getattr(out, "_obj", out)  # ctypes.byref() wraps the object
-    target.value = value
-
 
 def GetMailslotInfo(
     hMailslot: int,
@@ -165,10 +159,10 @@ def GetMailslotInfo(
     except Exception as exc:
         _fail(exc)
         return False
-    _set(lpMaxMessageSize, info.max_message_size)
-    _set(lpNextSize, NO_MESSAGE if info.next_size is None else info.next_size)
-    _set(lpMessageCount, info.message_count)
-    _set(lpReadTimeout, info.read_timeout)
+    set_out(lpMaxMessageSize, info.max_message_size)
+    set_out(lpNextSize, NO_MESSAGE if info.next_size is None else info.next_size)
+    set_out(lpMessageCount, info.message_count)
+    set_out(lpReadTimeout, info.read_timeout)
     return True
 
 
@@ -303,7 +297,7 @@ def _open_mailslot_client(name: str, access: int, disposition: int) -> int:
         SetLastError(Win32Error.ERROR_INVALID_PARAMETER)
         return INVALID_HANDLE_VALUE
     try:
-        if not 0 <= access <= _DWORD_MAX:
+        if not 0 <= access <= DWORD_MAX:
             raise InvalidParameterError("dwDesiredAccess is a DWORD")
         writer = open_mailslot(name)
     except Exception as exc:

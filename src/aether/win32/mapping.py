@@ -25,6 +25,7 @@ from typing import Any
 from aether.errors import AetherError, InvalidParameterError, PrimitiveError, Win32Error
 from aether.primitives.mapping import FileMapping, MappedView
 
+from ._common import is_dword
 from ._handles import INVALID_HANDLE_VALUE, SetLastError, handles
 
 __all__ = [
@@ -84,7 +85,6 @@ FILE_MAP_ALL_ACCESS = 0xF001F
 
 ALLOCATION_GRANULARITY = 0x10000
 
-_DWORD_MAX = 0xFFFFFFFF
 
 
 def _fail(exc: BaseException, result: int = 0) -> int:
@@ -97,8 +97,6 @@ def _fail(exc: BaseException, result: int = 0) -> int:
     return result
 
 
-def _dword(n: Any) -> bool:
-    return isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= _DWORD_MAX
 
 
 def _split_protect(fl_protect: int) -> int:
@@ -137,7 +135,7 @@ def CreateFileMapping(
     inherited on Linux; named objects are opened by name instead).
     """
     try:
-        if not (_dword(dwMaximumSizeHigh) and _dword(dwMaximumSizeLow) and _dword(flProtect)):
+        if not (is_dword(dwMaximumSizeHigh) and is_dword(dwMaximumSizeLow) and is_dword(flProtect)):
             raise InvalidParameterError("sizes and flProtect are DWORDs")
         protect = _split_protect(flProtect)
         size = dwMaximumSizeHigh << 32 | dwMaximumSizeLow
@@ -216,7 +214,7 @@ def MapViewOfFile(
     mapping = handles.get(hFileMappingObject, FileMapping)
     if mapping is None:
         return 0
-    if not (_dword(dwFileOffsetHigh) and _dword(dwFileOffsetLow) and _dword(dwDesiredAccess)):
+    if not (is_dword(dwFileOffsetHigh) and is_dword(dwFileOffsetLow) and is_dword(dwDesiredAccess)):
         SetLastError(Win32Error.ERROR_INVALID_PARAMETER)
         return 0
     offset = dwFileOffsetHigh << 32 | dwFileOffsetLow

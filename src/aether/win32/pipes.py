@@ -55,6 +55,7 @@ from aether.errors import (
 )
 from aether.primitives.pipes import PipePeek, PipeReader, PipeWriter, adopt_fd, create_pipe
 
+from ._common import DWORD_MAX, is_dword, set_out
 from ._handles import SetLastError, handles
 
 __all__ = [
@@ -83,7 +84,6 @@ PIPE_CLIENT_END = 0x0
 PIPE_SERVER_END = 0x1
 PIPE_TYPE_BYTE = 0x0
 PIPE_TYPE_MESSAGE = 0x4
-_DWORD_MAX = 0xFFFFFFFF
 
 
 class DWORD:
@@ -124,14 +124,6 @@ class SECURITY_ATTRIBUTES:
     bInheritHandle: bool = False
 
 
-def _set(out: Any, value: int) -> None:
-    if out is None:
-        return
-    target = getattr(out, "_obj", out)  # a ctypes byref() wraps the object
-    if not hasattr(target, "value"):
-        raise TypeError(f"out-parameter must have a .value, got {type(out).__name__}")
-    target.value = value
-
 
 def _fail(exc: BaseException) -> bool:
     if isinstance(exc, PrimitiveError):
@@ -143,8 +135,6 @@ def _fail(exc: BaseException) -> bool:
     return False
 
 
-def _dword(n: Any) -> bool:
-    return isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= _DWORD_MAX
 
 
 # --------------------------------------------------------------------------
@@ -229,7 +219,7 @@ def GetHandleInformation(hObject: int, lpdwFlags: Any) -> bool:
         flags = HANDLE_FLAG_INHERIT if obj.end.inheritable else 0
     except AetherError as exc:
         return _fail(exc)
-    _set(lpdwFlags, flags)
+    set_out(lpdwFlags, flags)
     return True
 
 
@@ -294,7 +284,7 @@ def CreatePipe(
     [3.2]; ``GetNamedPipeInfo`` reports what Linux gave. With
     ``bInheritHandle`` both descriptors survive ``exec`` [3.16].
     """
-    if not _dword(nSize):
+    if not is_dword(nSize):
         SetLastError(Win32Error.ERROR_INVALID_PARAMETER)
         return False
     inherit = bool(lpPipeAttributes is not None and lpPipeAttributes.bInheritHandle)
@@ -302,8 +292,8 @@ def CreatePipe(
         reader, writer = create_pipe(nSize, inheritable=inherit)
     except (AetherError, OSError) as exc:
         return _fail(exc)
-    _set(hReadPipe, _wrap(reader))
-    _set(hWritePipe, _wrap(writer))
+    set_out(hReadPipe, _wrap(reader))
+    set_out(hWritePipe, _wrap(writer))
     return True
 
 
@@ -331,8 +321,8 @@ def ReadFile(
     normal [3.6]; after every write handle is closed the buffered bytes are
     returned, then FALSE with ERROR_BROKEN_PIPE [3.8].
     """
-    _set(lpNumberOfBytesRead, 0)
-    if not _dword(nNumberOfBytesToRead):
+    set_out(lpNumberOfBytesRead, 0)
+    if not is_dword(nNumberOfBytesToRead):
         SetLastError(Win32Error.ERROR_INVALID_PARAMETER)
         return False
     obj = handles.get(hFile)
@@ -350,7 +340,7 @@ def ReadFile(
     except AetherError as exc:
         return _fail(exc)
     view[: len(data)] = data
-    _set(lpNumberOfBytesRead, len(data))
+    set_out(lpNumberOfBytesRead, len(data))
     return True
 
 
@@ -366,8 +356,8 @@ def WriteFile(
     On a pipe it returns only when every byte is written [3.7]; with no read
     handle left it fails with ERROR_NO_DATA [3.10].
     """
-    _set(lpNumberOfBytesWritten, 0)
-    if not _dword(nNumberOfBytesToWrite):
+    set_out(lpNumberOfBytesWritten, 0)
+    if not is_dword(nNumberOfBytesToWrite):
         SetLastError(Win32Error.ERROR_INVALID_PARAMETER)
         return False
     obj = handles.get(hFile)
@@ -384,7 +374,7 @@ def WriteFile(
         written = write(bytes(view))
     except AetherError as exc:
         return _fail(exc)
-    _set(lpNumberOfBytesWritten, written)
+    set_out(lpNumberOfBytesWritten, written)
     return True
 
 
@@ -413,7 +403,7 @@ def PeekNamedPipe(
         return False
     if lpBuffer is None:
         nBufferSize = 0
-    if not _dword(nBufferSize):
+    if not is_dword(nBufferSize):
         SetLastError(Win32Error.ERROR_INVALID_PARAMETER)
         return False
     view = _buffer_view(lpBuffer, nBufferSize, writable=True) if nBufferSize else None
@@ -425,9 +415,9 @@ def PeekNamedPipe(
         return _fail(exc)
     if view is not None:
         view[: len(result.data)] = result.data
-    _set(lpBytesRead, len(result.data))
-    _set(lpTotalBytesAvail, result.available)
-    _set(lpBytesLeftThisMessage, (0 - len(result.data)) & _DWORD_MAX)
+    set_out(lpBytesRead, len(result.data))
+    set_out(lpTotalBytesAvail, result.available)
+    set_out(lpBytesLeftThisMessage, (0 - len(result.data)) & DWORD_MAX)
     return True
 
 
@@ -451,8 +441,8 @@ def GetNamedPipeInfo(
         flags, size = info()
     except AetherError as exc:
         return _fail(exc)
-    _set(lpFlags, flags)
-    _set(lpOutBufferSize, size)
-    _set(lpInBufferSize, size)
-    _set(lpMaxInstances, 1)
+    set_out(lpFlags, flags)
+    set_out(lpOutBufferSize, size)
+    set_out(lpInBufferSize, size)
+    set_out(lpMaxInstances, 1)
     return True
