@@ -14,7 +14,6 @@ import pytest
 
 import aether
 from aether.errors import (
-    AuthorizationError,
     BusyResourceError,
     HandshakeError,
     OperationError,
@@ -176,25 +175,38 @@ def test_slow_operation_does_not_delay_another_client(testsvc):
             op.wait(10)
 
 
+class _LongOperation:
+    """A long ``test.slow`` op pumped by a thread that records how it ended."""
+
+    def __init__(self, client: aether.Client) -> None:
+        self.started = threading.Event()
+        self.errors: list[BaseException] = []
+        self.results: list[object] = []
+        self.op = client.start(ts.Slow(steps=10_000, delay=0.01),
+                               on_progress=lambda o: self.started.set())
+        self.thread = threading.Thread(target=self._wait)
+        self.thread.start()
+
+    def _wait(self) -> None:
+        try:
+            self.results.append(self.op.wait(30))
+        except BaseException as exc:  # recorded for the assertions
+            self.errors.append(exc)
+
+    def join(self) -> BaseException:
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+        assert not self.results, "the operation must not report success"
+        assert len(self.errors) == 1
+        return self.errors[0]
+
+
 def test_sigterm_cancels_running_op_and_exits_zero(testsvc):
     client = connect(testsvc)
-    started = threading.Event()
-    op = client.start(ts.Slow(steps=10_000, delay=0.01), on_progress=lambda o: started.set())
-    waiter_result: list[BaseException] = []
-
-    def wait() -> None:
-        try:
-            op.wait(30)
-        except BaseException as exc:
-            waiter_result.append(exc)
-
-    t = threading.Thread(target=wait)
-    t.start()
-    assert started.wait(10)
+    long_op = _LongOperation(client)
+    assert long_op.started.wait(10)
     assert testsvc.stop() == 0
-    t.join(10)
-    assert waiter_result, "the operation must not report success"
-    exc = waiter_result[0]
+    exc = long_op.join()
     assert isinstance(exc, OperationError)
     assert exc.status == Status.CANCELLED or isinstance(exc, OutcomeUnknownError)
     client.close()
@@ -202,25 +214,10 @@ def test_sigterm_cancels_running_op_and_exits_zero(testsvc):
 
 def test_service_killed_mid_operation_outcome_unknown(testsvc):
     client = connect(testsvc)
-    started = threading.Event()
-    op = client.start(ts.Slow(steps=10_000, delay=0.01), on_progress=lambda o: started.set())
-    errors: list[BaseException] = []
-
-    def wait() -> None:
-        try:
-            op.wait(30)
-        except BaseException as exc:
-            errors.append(exc)
-
-    t = threading.Thread(target=wait)
-    t.start()
-    assert started.wait(10)
+    long_op = _LongOperation(client)
+    assert long_op.started.wait(10)
     testsvc.kill()
-    t.join(10)
-    assert len(errors) == 1 and isinstance(errors[0], OutcomeUnknownError)
-    assert "unknown" in str(errors[0])
+    exc = long_op.join()
+    assert isinstance(exc, OutcomeUnknownError)
+    assert "unknown" in str(exc)
     client.close()
-
-
-def test_authorization_error_is_typed():
-    assert issubclass(AuthorizationError, PermissionError)
