@@ -20,11 +20,13 @@ from .dirs import (
     check_directory as check_directory,
     ensure_private_directory as ensure_private_directory,
 )
+from .limits import open_fd_count as open_fd_count, raise_fd_limit as raise_fd_limit
 from .peer import (
     SO_PEERPIDFD as SO_PEERPIDFD,
     PeerCredentials as PeerCredentials,
     peer_credentials as peer_credentials,
     peer_pidfd as peer_pidfd,
+    peer_pidfd_supported as peer_pidfd_supported,
 )
 from .pidfd import (
     close_fd as close_fd,

@@ -9,6 +9,7 @@ lies between the credential check and the pidfd.
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import struct
 from dataclasses import dataclass
@@ -63,3 +64,20 @@ def peer_pidfd(sock: socket.socket) -> int:
     if raw < 0:
         raise OSAPIError(errno.ESRCH, "peer has no pidfd", call="getsockopt(SO_PEERPIDFD)")
     return int(raw)
+
+
+def peer_pidfd_supported() -> bool:
+    """Whether this kernel has ``SO_PEERPIDFD``, probed once on a socket pair
+    (a per-connection error then means the peer is gone, not "unsupported")."""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        fd = peer_pidfd(a)
+    except UnsupportedError:
+        return False
+    except OSAPIError:
+        return False
+    finally:
+        a.close()
+        b.close()
+    os.close(fd)
+    return True

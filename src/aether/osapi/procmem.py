@@ -88,11 +88,12 @@ class ProcessMemory:
     # -- transfers -------------------------------------------------------
     def read(self, address: int, length: int) -> bytes:
         """Read ``length`` bytes at ``address``; a short read is an error."""
-        self._check(address, length)
-        try:
-            data = os.pread(self._fd, length, address)
-        except OSError as exc:
-            raise translate(exc, "pread /proc/pid/mem") from None
+        with self._lock:  # close() cannot free the descriptor number mid-transfer
+            self._check(address, length)
+            try:
+                data = os.pread(self._fd, length, address)
+            except OSError as exc:
+                raise translate(exc, "pread /proc/pid/mem") from None
         if len(data) != length:
             raise PartialTransferError(
                 errno.EIO, f"short read: {len(data)} of {length} bytes (client gone?)",
@@ -103,11 +104,12 @@ class ProcessMemory:
     def readinto(self, address: int, buffer: bytearray | memoryview) -> None:
         """Fill ``buffer`` from ``address``; a short read is an error."""
         length = len(buffer)
-        self._check(address, length)
-        try:
-            got = os.preadv(self._fd, [buffer], address)
-        except OSError as exc:
-            raise translate(exc, "preadv /proc/pid/mem") from None
+        with self._lock:
+            self._check(address, length)
+            try:
+                got = os.preadv(self._fd, [buffer], address)
+            except OSError as exc:
+                raise translate(exc, "preadv /proc/pid/mem") from None
         if got != length:
             raise PartialTransferError(
                 errno.EIO, f"short read: {got} of {length} bytes (client gone?)",
@@ -117,11 +119,12 @@ class ProcessMemory:
     def write(self, address: int, data: bytes | bytearray | memoryview) -> None:
         """Write all of ``data`` at ``address``; a short write is an error."""
         length = len(data)
-        self._check(address, length)
-        try:
-            put = os.pwrite(self._fd, data, address)
-        except OSError as exc:
-            raise translate(exc, "pwrite /proc/pid/mem") from None
+        with self._lock:
+            self._check(address, length)
+            try:
+                put = os.pwrite(self._fd, data, address)
+            except OSError as exc:
+                raise translate(exc, "pwrite /proc/pid/mem") from None
         if put != length:
             raise PartialTransferError(
                 errno.EIO, f"short write: {put} of {length} bytes (client gone?)",
@@ -131,16 +134,25 @@ class ProcessMemory:
     def writev(self, address: int, parts: list[bytes | bytearray | memoryview]) -> None:
         """Write several buffers back to back at ``address`` in one syscall."""
         length = sum(len(p) for p in parts)
-        self._check(address, length)
-        try:
-            put = os.pwritev(self._fd, parts, address)
-        except OSError as exc:
-            raise translate(exc, "pwritev /proc/pid/mem") from None
+        with self._lock:
+            self._check(address, length)
+            try:
+                put = os.pwritev(self._fd, parts, address)
+            except OSError as exc:
+                raise translate(exc, "pwritev /proc/pid/mem") from None
         if put != length:
             raise PartialTransferError(
                 errno.EIO, f"short write: {put} of {length} bytes (client gone?)",
                 call="pwritev /proc/pid/mem",
             )
+
+    def owner_uid(self) -> int:
+        """Owner of ``/proc/<pid>/mem`` as opened: root for a non-dumpable
+        process (set-uid/set-gid/file-capability exec, or PR_SET_DUMPABLE 0)."""
+        try:
+            return os.fstat(self._fd).st_uid
+        except OSError as exc:
+            raise translate(exc, "fstat /proc/pid/mem") from None
 
     def close(self) -> None:
         with self._lock:

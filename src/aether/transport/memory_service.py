@@ -76,6 +76,18 @@ class MemoryServiceSide:
         if changed:
             memory.close()
             raise HandshakeFailure(ErrorCode.PID_MISMATCH, changed)
+        # A non-dumpable image (set-uid, set-gid or file-capability exec, or
+        # PR_SET_DUMPABLE 0) has its /proc/<pid>/mem owned by root: the kernel
+        # would refuse anyone but a privileged tracer. We refuse it too rather
+        # than write into it as root (threats T6, T7).
+        owner = memory.owner_uid()
+        if owner != self.peer.uid:
+            memory.close()
+            raise HandshakeFailure(
+                ErrorCode.MEMORY_ACCESS,
+                f"the client process is not dumpable (its memory belongs to uid {owner}, "
+                f"not {self.peer.uid}); use the socket transport",
+            )
         # Opened after the pidfd: if the process is still alive now, the
         # descriptor belongs to it and not to a later process with its pid.
         if osapi.pidfd_exited(self.pidfd):
@@ -167,6 +179,14 @@ class MemoryServiceSide:
         if wire.crc32(payload) != header.crc:
             raise RemoteProtocolError("parameter payload fails its crc32", event="Execute")
         return header.op_code, payload
+
+    @property
+    def buffer_size(self) -> int:
+        return len(self._buffer)
+
+    def trim(self) -> None:
+        """Release the request buffer (it grows again on demand)."""
+        self._buffer = bytearray()
 
     @property
     def result_capacity(self) -> int:
