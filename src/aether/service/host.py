@@ -42,6 +42,10 @@ from .session import Session
 log = logging.getLogger("aether.service")
 audit_log = logging.getLogger("aether.audit")
 
+# Descriptors kept free for the service's own work when admitting sessions
+# (a memory-transport session holds five).
+FD_RESERVE = 64
+
 H = TypeVar("H", bound=Callable[..., Any])
 
 
@@ -76,6 +80,7 @@ class Service:
         self.memory_transport_enabled = memory_transport
         self.handlers: dict[int, Handler] = {}
         self.socket_path: Path | None = None
+        self.fd_limit = 1024
         self.started_at = time.monotonic()
         self.operations_served = 0
         self._sessions: dict[int, Session] = {}
@@ -84,6 +89,9 @@ class Service:
         self._stop_r, self._stop_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._stopping = threading.Event()
         self._ready = threading.Event()
+        self._workers: Counter[int] = Counter()
+        self._workers_lock = threading.Lock()
+        self.pidfd_supported = osapi.peer_pidfd_supported()
         self.registry.max_payload = self.limits.max_payload
         self._install_builtins()
 
@@ -162,6 +170,20 @@ class Service:
             "allowed" if allowed else "DENIED",
         )
 
+    def reserve_worker(self, uid: int) -> bool:
+        """Count a handler thread for ``uid``; False if it is at its limit."""
+        with self._workers_lock:
+            if self._workers[uid] >= self.limits.max_workers_per_uid:
+                return False
+            self._workers[uid] += 1
+            return True
+
+    def release_worker(self, uid: int) -> None:
+        with self._workers_lock:
+            self._workers[uid] -= 1
+            if self._workers[uid] <= 0:
+                del self._workers[uid]
+
     @property
     def session_count(self) -> int:
         with self._sessions_lock:
@@ -178,6 +200,10 @@ class Service:
         """Listen and serve until :meth:`stop` (or SIGTERM/SIGINT)."""
         path = Path(socket_path) if socket_path else default_socket_path(self.name)
         mode = self.limits.socket_mode
+        self.fd_limit = osapi.raise_fd_limit()
+        if not self.pidfd_supported:
+            log.warning("this kernel has no SO_PEERPIDFD (Linux >= 6.5): the memory transport "
+                        "is refused; clients use the socket transport")
         listener = bind_control_socket(path, mode=mode)
         self.socket_path = path
         if install_signal_handlers and threading.current_thread() is threading.main_thread():
@@ -247,28 +273,39 @@ class Service:
         refusal = self._refusal(peer.uid)
         if refusal:
             log.warning("refusing pid %d uid %d: %s", peer.pid, peer.uid, refusal)
-            try:
-                conn.sendmsg([wire.encode(m.Error(int(ErrorCode.LIMITS_EXCEEDED), 0, refusal))],
-                           [], socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT)
-            except OSError:
-                pass
-            conn.close()
+            self._refuse(conn, refusal)
             return
         with self._sessions_lock:
             sid = self._next_session
             self._next_session += 1
         try:
             session = Session(self, conn, sid)
-        except AetherError as exc:
-            log.warning("could not set up a session: %s", exc)
-            conn.close()
+        except Exception as exc:  # EMFILE and the like: refuse this one, serve the rest
+            log.warning("could not set up a session for pid %d: %s", peer.pid, exc)
+            self._refuse(conn, "the service is out of resources; try again later")
             return
         with self._sessions_lock:
             self._sessions[sid] = session
-        session.thread.start()
+        try:
+            session.thread.start()
+        except RuntimeError as exc:
+            log.warning("could not start a session thread: %s", exc)
+            session.channel.close()
+            self.session_ended(session)
+
+    @staticmethod
+    def _refuse(conn: socket.socket, reason: str) -> None:
+        try:
+            conn.sendmsg([wire.encode(m.Error(int(ErrorCode.LIMITS_EXCEEDED), 0, reason))],
+                         [], socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT)
+        except OSError:
+            pass
+        conn.close()
 
     def _refusal(self, uid: int) -> str:
         limits = self.limits
+        if osapi.open_fd_count() > self.fd_limit - FD_RESERVE:
+            return "the service is near its file-descriptor limit"
         with self._sessions_lock:
             sessions = list(self._sessions.values())
         if len(sessions) >= limits.max_sessions:

@@ -72,3 +72,10 @@ class Limits:
     # operation, while it is the service's only session: back-to-back calls
     # then cost no wake-up. 0 disables it.
     spin: float = 0.0003
+    # A client whose queue stays full this long (it does not read) is cut off.
+    send_timeout: float = 5.0
+    # EXECUTEs answered REJECTED_BUSY during one operation before the session ends.
+    max_busy_replies: int = 64
+    # Handler threads per uid, counted until they really end (a handler stuck
+    # in I/O keeps its slot after its session is gone).
+    max_workers_per_uid: int = 64

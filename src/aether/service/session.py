@@ -30,7 +30,6 @@ from aether.errors import (
     PeerGoneError,
     ProtocolError,
     SchemaError,
-    UnsupportedError,
 )
 from aether.schema import (
     ErrorInfo,
@@ -50,6 +49,13 @@ if TYPE_CHECKING:
     from .host import Handler, Service
 
 log = logging.getLogger("aether.service")
+
+# Socket buffers asked for: SEQPACKET datagrams (the socket transport's payloads)
+# are bounded by them.
+SOCKET_BUFFER = 4 * 1024 * 1024
+# Buffers over this size are released after TRIM_AFTER seconds without a call.
+TRIM_THRESHOLD = 1024 * 1024
+TRIM_AFTER = 1.0
 
 
 @dataclass
@@ -85,17 +91,27 @@ class Session:
     def __init__(self, host: Service, sock: socket.socket, session_id: int) -> None:
         self.host = host
         self.session_id = session_id
-        self.channel = Channel(sock, max_datagram=wire.CONTROL_SIZE + host.limits.max_payload + 1)
+        self.channel = Channel(
+            sock, max_datagram=wire.CONTROL_SIZE + host.limits.max_payload + 1,
+            send_timeout=host.limits.send_timeout, buffer_size=SOCKET_BUFFER,
+        )
         self.peer = osapi.peer_credentials(sock)
-        self.caller = Caller(self.peer.pid, self.peer.uid, self.peer.gid,
-                             _read_groups(self.peer.pid))
         self.pidfd: int | None
-        try:
-            self.pidfd = osapi.peer_pidfd(sock)
-        except UnsupportedError:
+        if not host.pidfd_supported:
             self.pidfd = None
-        except AetherError:
-            self.pidfd = -1  # peer already gone
+        else:
+            try:
+                self.pidfd = osapi.peer_pidfd(sock)
+            except AetherError:
+                self.pidfd = -1  # the peer is already gone
+        # Groups are read by pid number: only trusted once the pidfd shows the
+        # process is still the one that connected (no pid reuse in between).
+        groups = _read_groups(self.peer.pid)
+        if self.pidfd is not None and self.pidfd >= 0 and osapi.pidfd_exited(self.pidfd):
+            groups = frozenset()
+            osapi.close_fd(self.pidfd)
+            self.pidfd = -1
+        self.caller = Caller(self.peer.pid, self.peer.uid, self.peer.gid, groups)
         offered = Transport.SOCKET
         if self.pidfd is not None and self.pidfd >= 0 and host.memory_transport_enabled:
             offered |= Transport.MEMORY
@@ -106,7 +122,11 @@ class Session:
         )
         self.memory: MemoryServiceSide | None = None
         self._lock = threading.Lock()  # guards proto and the return block
+        self._fd_lock = threading.Lock()  # guards the wake pipe against use after close
+        self._fds_closed = False
         self._wake_r, self._wake_w = make_wakeup()
+        self._busy_replies = 0
+        self._trim_at: float | None = None
         self.running: _RunningOp | None = None
         self._result_buffer = bytearray()  # reused: no page faults for large results
         self.operations = 0
@@ -141,17 +161,27 @@ class Session:
         raise _EndSession()
 
     def wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"x")
-        except OSError:
-            pass
+        """Wake the session thread (from a worker or the host). Safe after close:
+        the descriptor number may already belong to something else."""
+        with self._fd_lock:
+            if self._fds_closed:
+                return
+            try:
+                os.write(self._wake_w, b"x")
+            except OSError:
+                pass
 
     def shutdown(self) -> None:
         """Ask the session to finish (service stopping)."""
         self._closing.set()
-        if self.running is not None:
-            self.running.ctx.cancel()
+        op = self.running
+        if op is not None:
+            op.ctx.cancel()
         self.wake()
+
+    def _close_pidfd(self) -> None:
+        if self.pidfd is not None and self.pidfd >= 0:
+            osapi.close_fd(self.pidfd)
 
     def _extra_fds(self) -> tuple[int, ...]:
         fds = [self._wake_r]
@@ -194,12 +224,16 @@ class Session:
         if op is not None:
             op.ctx.cancel()
         self.channel.close()
-        if self.memory is not None:
-            self.memory.close()
-        for fd in (self._wake_r, self._wake_w):
-            osapi.close_fd(fd)
-        if self.pidfd is not None and self.pidfd >= 0:
-            osapi.close_fd(self.pidfd)
+        with self._lock:  # a worker reporting progress holds it while it writes
+            memory, self.memory = self.memory, None
+        if memory is not None:
+            memory.close()
+        with self._fd_lock:
+            self._fds_closed = True
+            for fd in (self._wake_r, self._wake_w):
+                osapi.close_fd(fd)
+        self._close_pidfd()
+        self.pidfd = -1
         self.host.session_ended(self)
 
     # -- handshake (docs/protocol.md section 3) -----------------------------------
@@ -233,6 +267,9 @@ class Session:
                     )
                     self.memory.accept_pid(pid)
                 case m.SocketMode():
+                    # Our results must fit one datagram of our own socket too.
+                    room = self.channel.max_send() - wire.CONTROL_SIZE
+                    self.proto.max_payload = max(0, min(self.proto.max_payload, room))
                     self._send(m.TestDone(0))
                 case m.AddrParam(address=a, size=s):
                     assert self.memory is not None
@@ -264,19 +301,27 @@ class Session:
     def _serve(self) -> None:
         idle = self.host.limits.idle_timeout
         while True:
-            if self._closing.is_set() and self.running is None:
+            op = self.running
+            if self._closing.is_set() and op is None:
                 self._goodbye(GoodbyeReason.SHUTDOWN, "service is stopping")
-            timeout = idle if (idle and self.running is None) else None
+            timeout = idle if (idle and op is None) else None
+            if op is None and self._trim_at is not None:
+                trim_in = max(0.0, self._trim_at - time.monotonic())
+                timeout = trim_in if timeout is None else min(timeout, trim_in)
             spin = self.host.limits.spin if (
-                self.running is None and self.host.session_count <= 1) else 0.0
+                op is None and self.host.session_count <= 1) else 0.0
             try:
                 data = self.channel.recv(timeout, self._extra_fds(), spin=spin)
             except AetherTimeoutError:
+                if self._trim_at is not None and time.monotonic() >= self._trim_at:
+                    self._trim_buffers()
+                    continue
                 self._goodbye(GoodbyeReason.NORMAL, "idle timeout")
             if data is None:
                 self._drain_wake()
-                if self.running is not None and self.running.finished:
-                    self._finish(self.running)
+                op = self.running
+                if op is not None and op.finished:
+                    self._finish(op)
                 if self._client_exited():
                     log.info("session %d: client pid %d exited", self.session_id, self.peer.pid)
                     raise _EndSession()
@@ -284,6 +329,14 @@ class Session:
             with self._lock:
                 event = self.proto.receive(data)
             self._dispatch(event)
+
+    def _trim_buffers(self) -> None:
+        """Give back large per-session buffers once the session has been quiet
+        for a while: idle sessions must not pin megabytes each."""
+        self._trim_at = None
+        self._result_buffer = bytearray()
+        if self.memory is not None:
+            self.memory.trim()
 
     def _goodbye(self, reason: GoodbyeReason, text: str) -> None:
         try:
@@ -303,7 +356,7 @@ class Session:
         match event:
             case m.Execute(op_id=op_id, length=length):
                 if op_id in self.proto.pending_busy:
-                    self._send(m.Started(op_id, int(Status.REJECTED_BUSY)))
+                    self._reply_busy(op_id)
                     return
                 assert self.memory is not None
                 try:
@@ -315,7 +368,7 @@ class Session:
                 self._start(op_id, op_code, payload)
             case m.ExecuteInline(op_id=op_id, op_code=op_code, payload=payload):
                 if op_id in self.proto.pending_busy:
-                    self._send(m.Started(op_id, int(Status.REJECTED_BUSY)))
+                    self._reply_busy(op_id)
                     return
                 self._start(op_id, op_code, payload)
             case m.Cancel(op_id=op_id):
@@ -329,6 +382,15 @@ class Session:
                 self._handshake(deadline=time.monotonic() + self.host.limits.handshake_timeout)
             case m.Goodbye() | m.ConnectionClosed() | m.Error():
                 raise _EndSession()
+
+    def _reply_busy(self, op_id: int) -> None:
+        """REJECTED_BUSY for an EXECUTE while one runs; a client that keeps
+        flooding is cut off rather than answered forever."""
+        self._busy_replies += 1
+        if self._busy_replies > self.host.limits.max_busy_replies:
+            self._fatal(ErrorCode.LIMITS_EXCEEDED,
+                        f"more than {self.host.limits.max_busy_replies} EXECUTEs while busy")
+        self._send(m.Started(op_id, int(Status.REJECTED_BUSY)))
 
     def _handshake_step_event(self, event: m.Event) -> None:
         assert isinstance(event, m.AddrParam) and self.memory is not None
@@ -386,20 +448,32 @@ class Session:
             sink=self._progress, min_interval=self.host.limits.progress_interval,
         )
         op = _RunningOp(op_id, spec, ctx, params)
-        self.running = op
         if handler.inline:
             # Completes at once: DONE without STARTED (protocol.md step O4).
+            self.running = op
             self._run_handler(op, handler)
             self._finish(op)
             return
-        if self.memory is not None and self.proto.transport is Transport.MEMORY:
-            self._write_status(op_id, Status.STARTED)
-        self._send(m.Started(op_id, int(Status.STARTED)))
+        if not self.host.reserve_worker(self.caller.uid):
+            self._reject(op_id, Status.LIMITS_EXCEEDED,
+                         f"uid {self.caller.uid} has too many operations running "
+                         f"(limit {self.host.limits.max_workers_per_uid})")
+            return
         op.thread = threading.Thread(
             target=self._run_in_worker, args=(op, handler),
             name=f"aether-op-{self.session_id}-{op_id}", daemon=True,
         )
-        op.thread.start()
+        self.running = op
+        if self.memory is not None and self.proto.transport is Transport.MEMORY:
+            self._write_status(op_id, Status.STARTED)
+        self._send(m.Started(op_id, int(Status.STARTED)))
+        try:
+            op.thread.start()
+        except RuntimeError as exc:  # no more threads: fail this op, keep serving
+            self.host.release_worker(self.caller.uid)
+            op.error = exc
+            op.finished = True
+            self._finish(op)
 
     def _run_handler(self, op: _RunningOp, handler: Handler) -> None:
         try:
@@ -410,12 +484,16 @@ class Session:
             op.finished = True
 
     def _run_in_worker(self, op: _RunningOp, handler: Handler) -> None:
-        self._run_handler(op, handler)
-        self.wake()
+        try:
+            self._run_handler(op, handler)
+            self.wake()
+        finally:
+            self.host.release_worker(self.caller.uid)
 
     def _progress(self, op_id: int, permille: int, message: str, done: int, total: int) -> None:
         """Called from the handler's thread; rate-limited by the context."""
-        if self.running is None or self.running.op_id != op_id or self.running.finished:
+        op = self.running
+        if op is None or op.op_id != op_id or op.finished:
             return
         info = encode_payload(ProgressInfo(message=message, done=done, total=total))
         try:
@@ -431,12 +509,16 @@ class Session:
         except (AetherError, ValueError):
             # The client is gone or its blocks are: the session thread will
             # notice and end; the handler learns through cancellation.
-            self.running.ctx.cancel()
+            op.ctx.cancel()
 
     def _finish(self, op: _RunningOp) -> None:
         """Step O4: write the result (payload, then header), then send DONE."""
         self.running = None
+        self._busy_replies = 0
         status, payload = self._outcome(op)
+        if len(payload) > TRIM_THRESHOLD or (
+                self.memory is not None and self.memory.buffer_size > TRIM_THRESHOLD):
+            self._trim_at = time.monotonic() + TRIM_AFTER
         if self.proto.transport is Transport.SOCKET:
             if len(payload) > self.proto.max_payload:
                 status, payload = self._too_large(len(payload), self.proto.max_payload)
@@ -465,8 +547,9 @@ class Session:
     def _outcome(self, op: _RunningOp) -> tuple[Status, bytes | memoryview]:
         exc = op.error
         if exc is None:
-            if op.ctx.cancelled and op.result is None:
-                return Status.CANCELLED, encode_payload(ErrorInfo(message="cancelled"))
+            # The handler returned: the operation took effect even if a
+            # CANCEL came in meanwhile. Only a handler that raised Cancelled
+            # reports CANCELLED (a client may safely retry those).
             try:
                 encode_into(op.result, self._result_buffer)
                 return Status.OK, memoryview(self._result_buffer)

@@ -56,6 +56,7 @@ class ServiceProcess:
         socket_path: where the service listens.
         args: extra arguments for ``aether service run``.
         env: extra environment variables.
+        max_fds: a hard RLIMIT_NOFILE for the service (exhaustion tests).
     """
 
     def __init__(
@@ -66,12 +67,14 @@ class ServiceProcess:
         args: Sequence[str] = (),
         env: dict[str, str] | None = None,
         log_level: str = "",
+        max_fds: int | None = None,
     ) -> None:
         self.target = target
         self.socket_path = Path(socket_path)
         self.args = list(args)
         self.env = env or {}
         self.log_level = log_level
+        self.max_fds = max_fds
         self.stderr_path: Path | None = None
         self._saved_stderr = ""
         self.proc: subprocess.Popen[bytes] | None = None
@@ -99,6 +102,7 @@ class ServiceProcess:
         with open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
                 cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                preexec_fn=self._limit_fds if self.max_fds else None,
             )
         try:
             self.wait_for("READY=1", timeout)
@@ -106,6 +110,13 @@ class ServiceProcess:
             self.kill()
             raise
         return self
+
+    def _limit_fds(self) -> None:
+        """In the child before exec: a hard descriptor limit (for exhaustion tests)."""
+        import resource
+
+        assert self.max_fds is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_fds, self.max_fds))
 
     def wait_for(self, field: str, timeout: float) -> str:
         """Wait for a notify datagram containing ``field``; return the datagram."""

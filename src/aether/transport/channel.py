@@ -30,9 +30,19 @@ class Channel:
     wake-up) ``recv`` returns None and the caller inspects it.
     """
 
-    def __init__(self, sock: socket.socket, *, max_datagram: int = RECV_CHUNK) -> None:
+    def __init__(self, sock: socket.socket, *, max_datagram: int = RECV_CHUNK,
+                 send_timeout: float | None = None, buffer_size: int = 0) -> None:
         self.sock = sock
         self.max_datagram = max_datagram
+        self.send_timeout = send_timeout
+        if buffer_size:
+            # SEQPACKET datagrams are bounded by the send buffer; ask for room
+            # (the kernel caps it at net.core.wmem_max / rmem_max).
+            for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, opt, buffer_size)
+                except OSError:
+                    pass
         self._send_lock = threading.Lock()
         self._closed = False
         self._pollers: dict[tuple[int, ...], select.poll] = {}
@@ -44,18 +54,49 @@ class Channel:
         return self.sock.fileno()
 
     def send(self, datagram: bytes) -> None:
-        """Send one datagram; a gone peer raises PeerGoneError."""
+        """Send one datagram; a gone peer raises PeerGoneError.
+
+        With ``send_timeout`` set, a peer whose queue stays full that long
+        (it stopped reading) is treated as gone: a service thread is never
+        stuck behind a client that does not read.
+        """
         if self._closed:
             raise ClosedResourceError("channel is closed")
         with self._send_lock:
-            try:
-                self.sock.sendmsg([datagram], [], socket.MSG_NOSIGNAL)
-            except (BrokenPipeError, ConnectionResetError, ConnectionRefusedError) as exc:
-                raise PeerGoneError(f"peer closed the connection ({exc.strerror})") from None
-            except OSError as exc:
-                if exc.errno == errno.EBADF:
-                    raise ClosedResourceError("channel is closed") from None
-                raise PeerGoneError(f"send failed: {exc.strerror}") from None
+            if self.send_timeout is None:
+                self._sendmsg(datagram, 0)
+                return
+            if self._sendmsg(datagram, socket.MSG_DONTWAIT):
+                return
+            deadline = time.monotonic() + self.send_timeout
+            poller = select.poll()
+            poller.register(self.sock.fileno(), select.POLLOUT)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise PeerGoneError(
+                        f"peer has not read its messages for {self.send_timeout:.1f} s")
+                poller.poll(int(remaining * 1000) + 1)
+                if self._sendmsg(datagram, socket.MSG_DONTWAIT):
+                    return
+
+    def _sendmsg(self, datagram: bytes, flags: int) -> bool:
+        """One sendmsg; False if it would block (only with MSG_DONTWAIT)."""
+        try:
+            self.sock.sendmsg([datagram], [], socket.MSG_NOSIGNAL | flags)
+        except BlockingIOError:
+            return False
+        except (BrokenPipeError, ConnectionResetError, ConnectionRefusedError) as exc:
+            raise PeerGoneError(f"peer closed the connection ({exc.strerror})") from None
+        except OSError as exc:
+            if exc.errno == errno.EBADF:
+                raise ClosedResourceError("channel is closed") from None
+            raise PeerGoneError(f"send failed: {exc.strerror}") from None
+        return True
+
+    def max_send(self) -> int:
+        """Largest datagram this end can send (AF_UNIX: the send buffer less 32)."""
+        return int(self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)) - 32
 
     def send_nowait(self, datagram: bytes) -> bool:
         """Send only if the peer's queue has room now; False if it is full.
@@ -66,17 +107,7 @@ class Channel:
         if self._closed:
             raise ClosedResourceError("channel is closed")
         with self._send_lock:
-            try:
-                self.sock.sendmsg([datagram], [], socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                return False
-            except (BrokenPipeError, ConnectionResetError, ConnectionRefusedError) as exc:
-                raise PeerGoneError(f"peer closed the connection ({exc.strerror})") from None
-            except OSError as exc:
-                if exc.errno == errno.EBADF:
-                    raise ClosedResourceError("channel is closed") from None
-                raise PeerGoneError(f"send failed: {exc.strerror}") from None
-        return True
+            return self._sendmsg(datagram, socket.MSG_DONTWAIT)
 
     def try_send(self, datagram: bytes) -> bool:
         """Send, returning False instead of raising if the peer is gone."""
