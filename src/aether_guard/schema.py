@@ -30,9 +30,13 @@ class TreeDigest(msgspec.Struct, frozen=True, kw_only=True):
     elapsed_s: float = 0.0
 
 
-@aether.operation(code=0x0101, name="guard.hash_tree", result=TreeDigest, idempotent=True)
+@aether.operation(code=0x0101, name="guard.hash_tree", result=TreeDigest, idempotent=True,
+                  privileged=True)
 class HashTree(aether.Params, frozen=True, kw_only=True):
     """Hash every regular file under a directory and return the digests.
+
+    Privileged: the service reads files with its own rights (root for the
+    system service), so only the policy's privileged callers may name a tree.
 
     Symlinks are not followed; unreadable and special files are reported as
     problems, never fatal. Reports progress per file; honours cancel.

@@ -41,6 +41,13 @@ class WhoAmI(aether.Params, frozen=True, kw_only=True):
     """The caller's verified pid, uid and gid."""
 
 
+@aether.operation(code=0x0F06, name="test.stubborn", result=str)
+class Stubborn(aether.Params, frozen=True, kw_only=True):
+    """Ignores CANCEL: runs to the end once started (like a commit)."""
+
+    delay: float = 0.3
+
+
 import sys  # noqa: E402
 
 schema = sys.modules[__name__]
@@ -74,3 +81,11 @@ def fail(params: Fail, ctx: OperationContext) -> None:
 @service.handler(WhoAmI, inline=True)
 def whoami(params: WhoAmI, ctx: OperationContext) -> list[int]:
     return [ctx.caller.pid, ctx.caller.uid, ctx.caller.gid]
+
+
+@service.handler(Stubborn)
+def stubborn(params: Stubborn, ctx: OperationContext) -> str:
+    import threading
+
+    threading.Event().wait(params.delay)  # deliberately deaf to cancellation
+    return "committed"

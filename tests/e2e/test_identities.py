@@ -15,7 +15,7 @@ import pytest
 from e2e_support import start_service
 
 import aether
-from aether.osapi import drop_privileges, pidfd_open, wait_pidfd
+from aether.osapi import drop_privileges, pidfd_open, set_dumpable, wait_pidfd
 
 NOBODY = 65534
 
@@ -73,6 +73,9 @@ def test_unprivileged_client_calls_root_service(shared_service):
 
     def body():
         drop_privileges(NOBODY)
+        # Changing uid made us non-dumpable; an ordinary user process is
+        # dumpable, and the memory transport needs that.
+        set_dumpable(True)
         out = {"uid": os.geteuid()}
         with aether.Client(path, schema=ts, transport="memory") as client:
             out["transport"] = client.transport
@@ -96,6 +99,31 @@ def test_unprivileged_client_calls_root_service(shared_service):
     assert v["whoami"] == [pid, NOBODY, NOBODY]
     assert v["privileged"] == "REJECTED_UNAUTHORIZED"
     assert v["after"] == "still fine"
+
+
+@needs_root
+def test_non_dumpable_client_is_refused_memory_and_falls_back(shared_service):
+    """Threats T6/T7: the service does not write as root into a process whose
+    memory the kernel has made root's (set-id exec, changed uid, dumpable 0)."""
+    path = shared_service.socket_path
+
+    def body():
+        drop_privileges(NOBODY)  # a uid change leaves the process non-dumpable
+        try:
+            aether.Client(path, schema=ts, transport="memory")
+            return "memory accepted"
+        except aether.HandshakeError as exc:
+            with aether.Client(path, schema=ts, transport="auto") as client:
+                return [exc.reason, client.transport, client.echo(b"x").decode(),
+                        client.fallback_reason]
+
+    pid, r = _fork_child(body)
+    result = _collect(pid, r)
+    assert result["ok"], result
+    reason, transport, echoed, why = result["value"]
+    assert reason == "memory-access"
+    assert transport == "socket" and echoed == "x"
+    assert "not dumpable" in why
 
 
 @needs_root

@@ -40,7 +40,6 @@ from aether.schema import (
     ProgressInfo,
     Registry,
     builtins as b,
-    encode as encode_payload,
     encode_into,
     spec_of,
 )
@@ -58,6 +57,7 @@ log = logging.getLogger("aether.client")
 
 _error_decoder = msgspec.msgpack.Decoder(ErrorInfo)
 _progress_decoder = msgspec.msgpack.Decoder(ProgressInfo)
+SOCKET_BUFFER = 4 * 1024 * 1024  # asked for; the kernel caps it at wmem_max/rmem_max
 _FALLBACK_REASONS = {"memory-access", "unsupported-transport", "peer-exited"}
 
 
@@ -66,6 +66,42 @@ def _error_code_name(code: int) -> str:
         return ErrorCode(code).name.lower().replace("_", "-")
     except ValueError:
         return f"error-{code}"
+
+
+class _PtracerGrant:
+    """The process's one Yama ptracer exception, shared by every Client of it.
+
+    ``PR_SET_PTRACER`` is per process, not per session: it is set for the
+    first session with a same-uid service, counted, and cleared when the last
+    such session ends. A session with a different service pid cannot have it.
+    """
+
+    _lock = threading.Lock()
+    _pid = 0
+    _count = 0
+
+    @classmethod
+    def acquire(cls, pid: int) -> bool:
+        with cls._lock:
+            if cls._count and cls._pid != pid:
+                return False
+            if not cls._count:
+                osapi.set_ptracer(pid)
+            cls._pid = pid
+            cls._count += 1
+            return True
+
+    @classmethod
+    def release(cls) -> None:
+        with cls._lock:
+            cls._count -= 1
+            if cls._count <= 0:
+                cls._count = 0
+                cls._pid = 0
+                try:
+                    osapi.clear_ptracer()
+                except AetherError:
+                    pass
 
 
 class Client:
@@ -161,7 +197,8 @@ class Client:
                 path=str(self.address.path),
             ) from None
         sock.settimeout(None)
-        self.channel = Channel(sock, max_datagram=wire.CONTROL_SIZE + self.proto.max_payload + 1)
+        self.channel = Channel(sock, max_datagram=wire.CONTROL_SIZE + self.proto.max_payload + 1,
+                               buffer_size=SOCKET_BUFFER)
         self._step(steps.CONNECTED, f"connected to {self.address.path}")
         try:
             peer = verify_service(sock, self.address)
@@ -220,6 +257,12 @@ class Client:
             raise HandshakeError("H2", "unsupported-transport",
                                  "the service does not offer the memory transport here")
         if transport is Transport.SOCKET:
+            # A datagram is bounded by the sender's socket buffer: announce what
+            # fits, so that oversized payloads fail cleanly (LIMITS_EXCEEDED,
+            # RESULT_TOO_LARGE) instead of breaking the connection.
+            assert self.channel is not None
+            room = self.channel.max_send() - wire.CONTROL_SIZE
+            self.proto.max_payload = max(0, min(self.proto.max_payload, room))
             self._send(m.SocketMode(self.proto.max_payload))
             ev = self._recv(deadline, "S1")
             self._expect(ev, m.TestDone, "S1")
@@ -244,7 +287,11 @@ class Client:
         same-uid service, and undone at close (threat T9)."""
         scope = osapi.yama_ptrace_scope()
         if scope == 1 and os.geteuid() != 0 and self.address.expected_uid != 0:
-            osapi.set_ptracer(self.service_pid)
+            if not _PtracerGrant.acquire(self.service_pid):
+                raise HandshakeError(
+                    "H3", "unsupported-transport",
+                    "Yama allows one ptracer per process and another session holds it",
+                )
             self._ptracer_set = True
             self._step(steps.PTRACER_SET,
                        f"Yama ptrace_scope=1: allowed pid {self.service_pid} to read our memory")
@@ -313,8 +360,7 @@ class Client:
         spec = spec_of(params)
         if self.registry.by_code(spec.code) is not spec:
             raise SchemaError(f"{spec.name} is not in this client's schema")
-        encode_into(params, self._encode_buffer)
-        return self._start(spec.code, spec.name, memoryview(self._encode_buffer), on_progress,
+        return self._start(spec.code, spec.name, params, on_progress,
                            idempotent=spec.idempotent)
 
     def call_by_name(self, name: str, params: dict[str, Any] | None = None, *,
@@ -335,8 +381,7 @@ class Client:
         info = self.operations().get(name)
         if info is None:
             raise SchemaError(f"the service has no operation {name!r}")
-        return self._start(info.code, name, encode_payload(params or {}), on_progress,
-                           idempotent=False)
+        return self._start(info.code, name, params or {}, on_progress, idempotent=False)
 
     def operations(self) -> dict[str, b.OperationInfo]:
         """The service's operations (``aether.describe``), cached."""
@@ -357,14 +402,17 @@ class Client:
         result: bytes = self.call(b.Echo(data=data))
         return result
 
-    def _start(self, code: int, name: str, payload: bytes | memoryview,
+    def _start(self, code: int, name: str, params: Any,
                on_progress: ProgressCallback | None, *, idempotent: bool) -> Operation:
-        if self._closed:
-            raise ClosedResourceError("client is closed")
+        self._check_usable()
         if not self._op_lock.acquire(blocking=False):
             raise BusyResourceError("an operation is already in flight on this session; "
                                     "use another Client for concurrent calls")
         try:
+            self._check_usable()
+            # Encoded under the lock: the buffer is the session's, reused per call.
+            encode_into(params, self._encode_buffer)
+            payload = memoryview(self._encode_buffer)
             op_id = self.proto.next_op_id()
             op = Operation(self, op_id, name, code, on_progress)
             op._idempotent = idempotent  # type: ignore[attr-defined]
@@ -380,28 +428,61 @@ class Client:
                 self.memory.write_params(op_id, code, payload)
                 self._current = op
                 self._send(m.Execute(op_id, len(payload)))
+        except (PeerGoneError, ClosedResourceError):
+            # Nothing was delivered, but the session is gone: no half-open state.
+            self._current = None
+            self._teardown()
+            self._op_lock.release()
+            raise
         except BaseException:
             self._current = None
             self._op_lock.release()
             raise
         return op
 
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise ClosedResourceError("client is closed")
+        if self.channel is None or self.channel.closed or self.proto.closed:
+            raise ClosedResourceError(
+                "the session with the service has ended; create a new Client")
+
     def _ensure_param_room(self, size: int) -> None:
         assert self.memory is not None
         if size <= self.memory.param_capacity:
             return
         needed = osapi.round_to_pages(size + wire.HEADER_SIZE)
-        self.resize_blocks(param_size=needed)
+        self._resize(needed, None)
 
     def resize_blocks(self, *, param_size: int | None = None,
                       retn_size: int | None = None) -> None:
-        """Re-register larger (or smaller) blocks (protocol step O6)."""
+        """Re-register larger (or smaller) blocks (protocol step O6).
+
+        Raises:
+            BusyResourceError: an operation is in flight.
+            HandshakeError: the service refused the blocks; the session has
+                ended (the service closes it) and this client is closed.
+        """
+        self._check_usable()
+        if self.memory is None:
+            raise BusyResourceError("blocks exist only on the memory transport")
+        if not self._op_lock.acquire(blocking=False):
+            raise BusyResourceError("cannot re-register blocks while an operation runs")
+        try:
+            self._resize(param_size, retn_size)
+        finally:
+            self._op_lock.release()
+
+    def _resize(self, param_size: int | None, retn_size: int | None) -> None:
         assert self.memory is not None
         p = param_size or self.memory.param.size
         r = retn_size or self.memory.retn.size
-        if self._current is not None:
-            raise BusyResourceError("cannot re-register blocks while an operation runs")
-        self._register_blocks(self._allocate_blocks(p, r), time.monotonic() + self.timeout)
+        try:
+            self._register_blocks(self._allocate_blocks(p, r), time.monotonic() + self.timeout)
+        except BaseException:
+            # A refused registration ends the session on the service's side.
+            self._teardown()
+            raise
 
     def _send_cancel(self, op: Operation) -> None:
         with self._lock:
@@ -518,11 +599,8 @@ class Client:
             self.memory.close()
             self.memory = None
         if self._ptracer_set:
-            try:
-                osapi.clear_ptracer()
-            except AetherError:
-                pass
             self._ptracer_set = False
+            _PtracerGrant.release()
 
     def close(self) -> None:
         """Say GOODBYE and release the blocks. Idempotent."""
