@@ -7,8 +7,6 @@ started here are killed, through their own Popen handles.
 
 from __future__ import annotations
 
-import select
-import signal
 import struct
 import subprocess
 import sys
@@ -25,6 +23,7 @@ from aether.primitives.mailslots import (
     mailslot_status,
     open_mailslot,
 )
+from aether.testing.child import ScriptedChild
 
 TIMEOUT = 30.0
 NAME = r"\\.\mailslot\mp\inbox"
@@ -66,36 +65,9 @@ def runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-class Child:
+class Child(ScriptedChild):
     def __init__(self, script: str, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", script, *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def line(self) -> str:
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], TIMEOUT)
-        if not ready:
-            raise AssertionError("child did not answer in time")
-        text = self.proc.stdout.readline()
-        if not text:
-            err = self.proc.stderr.read() if self.proc.stderr else ""
-            raise AssertionError(f"child ended: {err}")
-        return text.strip()
-
-    def post(self, text: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(text + "\n")
-        self.proc.stdin.flush()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=TIMEOUT)
+        super().__init__(script, *args, timeout=TIMEOUT)
 
 
 @pytest.fixture

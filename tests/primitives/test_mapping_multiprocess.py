@@ -9,8 +9,6 @@ started here are killed, by their own Popen handle.
 from __future__ import annotations
 
 import os
-import select
-import signal
 import subprocess
 import sys
 import textwrap
@@ -25,6 +23,7 @@ from aether.primitives.mapping import (
     FileMapping,
     MappingNotFoundError,
 )
+from aether.testing.child import ScriptedChild
 
 TIMEOUT = 20.0
 
@@ -87,47 +86,9 @@ def runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-class Child:
-    """A child process driven line by line, every wait bounded."""
-
+class Child(ScriptedChild):
     def __init__(self, script: str, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", script, *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def line(self) -> str:
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], TIMEOUT)
-        if not ready:
-            raise AssertionError("child did not answer in time")
-        text = self.proc.stdout.readline()
-        if not text:
-            err = self.proc.stderr.read() if self.proc.stderr else ""
-            raise AssertionError(f"child ended: {err}")
-        return text.strip()
-
-    def send(self, text: str) -> str:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(text + "\n")
-        self.proc.stdin.flush()
-        return self.line()
-
-    def post(self, text: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(text + "\n")
-        self.proc.stdin.flush()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=TIMEOUT)
-
-    def wait(self) -> int:
-        return self.proc.wait(timeout=TIMEOUT)
+        super().__init__(script, *args, timeout=TIMEOUT)
 
 
 @pytest.fixture
