@@ -36,6 +36,14 @@ def test_call_describe_list(guard, runtime_dir, tmp_path):
     assert out["files"][0]["digest"] == (
         "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03")
 
+    # --json PARAMS: parameters from a JSON object, result as JSON
+    r = aether("call", "guard", "guard.hash_tree", "--json", json.dumps({"root": str(tmp_path)}),
+               env=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["files"][0]["path"] == "a.txt"
+    bad = aether("call", "guard", "guard.hash_tree", "--json", "{not json", env=env)
+    assert bad.returncode == 2 and "not valid JSON" in bad.stderr
+
     r = aether("describe", "guard", "--json", env=env)
     assert r.returncode == 0, r.stderr
     names = [op["name"] for op in json.loads(r.stdout)["operations"]]

@@ -12,6 +12,7 @@ from .errors_cli import handle_errors
 from .main import EXIT_USAGE
 
 TRANSPORTS = click.Choice(["auto", "memory", "socket"])
+_JSON_OUT = "\0json-output"  # the value of a bare --json
 
 
 @click.command("list")
@@ -117,34 +118,44 @@ def parse_assignments(items: tuple[str, ...]) -> dict[str, Any]:
 @click.argument("service")
 @click.argument("operation")
 @click.argument("assignments", nargs=-1)
+@click.option("--json", "json_value", is_flag=False, flag_value=_JSON_OUT, default=None,
+              metavar="[PARAMS]",
+              help="Print the result as JSON; with a value, also take the parameters from "
+                   "that JSON object.")
 @click.option("--params", "params_json", metavar="JSON", help="Parameters as a JSON object.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--transport", type=TRANSPORTS, default="auto", show_default=True)
 @click.option("--timeout", type=float, default=None, help="Give up waiting after SECONDS.")
 @handle_errors
-def call(service: str, operation: str, assignments: tuple[str, ...], params_json: str | None,
-         as_json: bool, transport: str, timeout: float | None) -> None:
+def call(service: str, operation: str, assignments: tuple[str, ...], json_value: str | None,
+         params_json: str | None, transport: str, timeout: float | None) -> None:
     """Call OPERATION of SERVICE with key=value parameters.
+
+    A value that parses as JSON is taken as JSON (numbers, lists, true/false).
 
     \b
     Examples:
       aether call guard aether.echo data=hi
       aether call guard guard.hash_tree root=/etc --json
-      aether call guard guard.hash_tree --params '{"root": "/etc"}'
+      aether call guard guard.hash_tree --json '{"root": "/etc"}'
     """
     from aether.client import Client
     from aether.client.operation import Operation
 
     from .render import console, err_console, result_renderable, to_jsonable
 
+    as_json = json_value is not None
+    if json_value not in (None, _JSON_OUT):
+        if params_json:
+            raise click.UsageError("give the parameters with --json PARAMS or --params, not both")
+        params_json = json_value
     params: dict[str, Any] = {}
     if params_json:
         try:
             loaded = json.loads(params_json)
         except json.JSONDecodeError as exc:
-            raise click.UsageError(f"--params is not valid JSON: {exc}") from None
+            raise click.UsageError(f"the parameters are not valid JSON: {exc}") from None
         if not isinstance(loaded, dict):
-            raise click.UsageError("--params must be a JSON object")
+            raise click.UsageError("the parameters must be a JSON object")
         params.update(loaded)
     params.update(parse_assignments(assignments))
     if operation == "aether.echo" and isinstance(params.get("data"), str):
