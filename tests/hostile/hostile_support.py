@@ -15,7 +15,7 @@ from typing import Any
 import aether
 import aether_guard.schema
 from aether.schema import builtins as b
-from aether.testing import ServiceProcess, python_env
+from aether.testing import ServiceProcess, python_env, wait_until
 
 HERE = Path(__file__).resolve().parent
 SERVE_BUDGET = 1.0  # (b): a well-behaved client is answered within this
@@ -50,15 +50,16 @@ class Svc:
 
     def _settle(self) -> tuple[int, int]:
         """The footprint once it stops changing (the warm-up session ending)."""
-        deadline = time.monotonic() + 5.0
-        last = self.footprint()
-        while time.monotonic() < deadline:
-            time.sleep(0.01)  # polling interval of a /proc read, not synchronisation
+        seen = [self.footprint()]
+
+        def steady() -> bool:
             now = self.footprint()
-            if now == last and now[0] == 1:  # only the main thread left
-                return now
-            last = now
-        return last
+            done = now == seen[-1] and now[0] == 1  # only the main thread left
+            seen.append(now)
+            return done
+
+        wait_until(steady, 5.0, "the service to settle after warm-up", watch_pid=self.pid)
+        return seen[-1]
 
     @property
     def pid(self) -> int:
@@ -87,15 +88,9 @@ class Svc:
 
     def wait_footprint(self, timeout: float = 2.0) -> None:
         """Threads and fds back to the idle baseline (no leaked session)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            now = self.footprint()
-            if now == self.baseline:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"service footprint (threads, fds) {now}, idle baseline "
-                                     f"{self.baseline}")
-            time.sleep(0.01)  # polling interval of a /proc read
+        wait_until(lambda: self.footprint() == self.baseline, timeout,
+                   f"service footprint (threads, fds) to return to {self.baseline} "
+                   f"(now {self.footprint()})", watch_pid=self.pid)
 
     def client(self, timeout: float = SERVE_BUDGET) -> aether.Client:
         return aether.Client(self.path, schema=aether_guard.schema, transport="memory",

@@ -16,6 +16,8 @@ import time
 
 import pytest
 
+from aether.testing import wait_until
+
 
 def _service_holds_mem_of(svc, pid: int) -> bool:
     want = f"/proc/{pid}/mem"
@@ -28,14 +30,6 @@ def _service_holds_mem_of(svc, pid: int) -> bool:
     return False
 
 
-def _wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)  # polling interval of a /proc read, not synchronisation
-
-
 @pytest.mark.parametrize("stage", ["hello", "client_pid", "addr_retn", "op"])
 def test_client_killed_mid_way(svc, spawn_peer, slow_tree, stage):
     baseline = svc.status().sessions  # the asking client's own session
@@ -45,8 +39,8 @@ def test_client_killed_mid_way(svc, spawn_peer, slow_tree, stage):
     if stage in ("client_pid", "addr_retn"):
         # H3 was processed: the service opened the client's memory (the event
         # that makes a kill now exercise the half-built memory session).
-        _wait_until(lambda: _service_holds_mem_of(svc, info["pid"]), 2.0,
-                    "the service to open the client's memory")
+        wait_until(lambda: _service_holds_mem_of(svc, info["pid"]), 2.0,
+                   "the service to open the client's memory", watch_pid=svc.pid)
     if stage == "op":
         st = svc.status()
         assert st.sessions == baseline + 1
@@ -57,7 +51,7 @@ def test_client_killed_mid_way(svc, spawn_peer, slow_tree, stage):
     st = svc.wait_sessions(baseline, timeout=1.0)
     assert time.monotonic() - killed_at < 1.5
     assert info["pid"] not in [s.pid for s in st.session_list]
-    _wait_until(lambda: not _service_holds_mem_of(svc, info["pid"]), 1.0,
-                "the service to close the dead client's memory fd")
+    wait_until(lambda: not _service_holds_mem_of(svc, info["pid"]), 1.0,
+               "the service to close the dead client's memory fd", watch_pid=svc.pid)
     svc.wait_footprint()  # the worker thread of hash_tree ended too
     svc.assert_serving()

@@ -138,7 +138,7 @@ def _schema_hook(type_: Any) -> dict[str, Any]:
     like ``Any`` (the codec accepts both)."""
     if type_ is object:
         return {"description": "any value"}
-    raise NotImplementedError
+    raise TypeError(f"no JSON Schema for {type_!r}: use msgspec-supported types in operations")
 
 
 def _specs_in(module: types.ModuleType) -> list[OperationSpec]:

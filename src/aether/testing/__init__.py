@@ -7,8 +7,10 @@
   named objects of one test never meet another's.
 """
 
+from .child import ScriptedChild as ScriptedChild
 from .process import (
     ServiceProcess as ServiceProcess,
     isolated_runtime as isolated_runtime,
     python_env as python_env,
 )
+from .waiting import wait_until as wait_until

@@ -12,6 +12,8 @@ the object stays in ``State.ERROR`` for good: every later call fails too.
 
 from __future__ import annotations
 
+import abc
+
 from aether.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 
 from . import messages as m
@@ -30,7 +32,7 @@ def _is_rejection(status: int) -> bool:
 _STATUS_VALUES = frozenset(int(s) for s in Status)
 
 
-class _Protocol:
+class _Protocol(abc.ABC):
     role: str
     table: Table
 
@@ -109,8 +111,9 @@ class _Protocol:
             raise self._fail(direction, event, "")
         self.state = self._guard(direction, event, nxt)
 
+    @abc.abstractmethod
     def _guard(self, direction: str, event: m.Event, nxt: State) -> State:
-        raise NotImplementedError
+        """Value checks beyond the table; returns the state to move to."""
 
 
 class ServiceProtocol(_Protocol):

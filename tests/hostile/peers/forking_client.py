@@ -27,6 +27,7 @@ Every process prints JSON lines with "who": connector, holder, image, reaper.
 
 import fcntl
 import os
+import select
 import sys
 import termios
 import time
@@ -120,7 +121,9 @@ def connector(path: str, mode: str, address: int, tree: str) -> None:
         # meets the exec: SIOCOUTQ counts our datagrams it has not read yet.
         deadline = time.monotonic() + 5
         while unread_bytes(peer) and time.monotonic() < deadline:
-            time.sleep(0.001)  # polling interval of an ioctl, bounded by the deadline
+            # Between reads of the queue length, wait on our socket: an early
+            # reply (an ERROR) ends the wait as well as the service reading.
+            select.select([peer.sock], [], [], 0.001)
     else:
         peer.handshake(arena)
     if mode == "exec_op":
