@@ -8,7 +8,6 @@ processes started here are killed, by pid.
 from __future__ import annotations
 
 import os
-import selectors
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import pytest
 
 from aether.errors import NotFoundError
 from aether.primitives.atoms import GlobalAtomTable, LocalAtomTable
+from aether.testing.child import read_line as _read_line, send_line
 
 WORKER = str(Path(__file__).with_name("_atom_worker.py"))
 TIMEOUT = 120.0
@@ -57,19 +57,11 @@ def start(procs: list[subprocess.Popen[str]], *args: str) -> subprocess.Popen[st
 
 
 def read_line(proc: subprocess.Popen[str], timeout: float = TIMEOUT) -> str:
-    assert proc.stdout is not None
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        assert sel.select(timeout), f"worker {proc.pid} silent for {timeout} s"
-    line = proc.stdout.readline()
-    assert line, f"worker {proc.pid} exited with {proc.wait(timeout=timeout)}"
-    return line.strip()
+    return _read_line(proc, timeout)
 
 
 def send(proc: subprocess.Popen[str], text: str) -> None:
-    assert proc.stdin is not None
-    proc.stdin.write(text + "\n")
-    proc.stdin.flush()
+    send_line(proc, text)
 
 
 def run_stress(procs: list[subprocess.Popen[str]], workers: int, iterations: int) -> list[int]:

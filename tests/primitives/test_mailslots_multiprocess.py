@@ -76,9 +76,6 @@ def children() -> Iterator[list[Child]]:
     yield started
     for child in started:
         child.kill()
-        for stream in (child.proc.stdin, child.proc.stdout, child.proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def spawn(children: list[Child], script: str, *args: str) -> Child:

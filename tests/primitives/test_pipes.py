@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
-import selectors
 import socket
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from aether.primitives.pipes import (
     send_end,
     take_end,
 )
+from aether.testing.child import read_line as _read_line, send_line
 
 TIMEOUT = 30.0
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -90,19 +90,11 @@ def child(procs: list, code: str, pass_fds: tuple[int, ...] = ()) -> subprocess.
 
 
 def read_line(proc: subprocess.Popen[str], timeout: float = TIMEOUT) -> str:
-    assert proc.stdout is not None
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        assert sel.select(timeout), f"child {proc.pid} silent for {timeout} s"
-    line = proc.stdout.readline()
-    assert line, f"child {proc.pid} exited with {proc.wait(timeout=timeout)}"
-    return line.strip()
+    return _read_line(proc, timeout)
 
 
 def send(proc: subprocess.Popen[str], text: str) -> None:
-    assert proc.stdin is not None
-    proc.stdin.write(text + "\n")
-    proc.stdin.flush()
+    send_line(proc, text)
 
 
 # Child that reads a pipe end to EOF and prints "<bytes> <sha256>".

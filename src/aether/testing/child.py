@@ -4,6 +4,7 @@ every wait bounded (for multi-process tests of the primitives)."""
 from __future__ import annotations
 
 import select
+import selectors
 import signal
 import subprocess
 import sys
@@ -46,10 +47,31 @@ class ScriptedChild:
         return self.line()
 
     def kill(self) -> None:
-        """SIGKILL this child (only it) and reap it."""
+        """SIGKILL this child (only it), reap it and close its pipes."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=self.timeout)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
 
     def wait(self) -> int:
         return self.proc.wait(timeout=self.timeout)
+
+
+def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The next stdout line of a text-mode child, waiting at most ``timeout`` s."""
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        assert sel.select(timeout), f"child {proc.pid} silent for {timeout} s"
+    line = proc.stdout.readline()
+    assert line, f"child {proc.pid} exited with {proc.wait(timeout=timeout)}"
+    return line.strip()
+
+
+def send_line(proc: subprocess.Popen[str], text: str) -> None:
+    """Write one line to a text-mode child's stdin."""
+    assert proc.stdin is not None
+    proc.stdin.write(text + "\n")
+    proc.stdin.flush()
