@@ -51,13 +51,16 @@ def test_services_listed_and_handshake_steps_appear(window, qtbot, testsvc):
     order = [S.CONNECTED, S.SERVICE_VERIFIED, S.HELLO, S.BLOCKS_ALLOCATED, S.PATTERN_WRITTEN,
              S.ADDRESSES_SENT, S.SERVICE_READ_PATTERN, S.ZEROS_VERIFIED, S.READY]
     assert [n for n in names if n in order] == order
-    assert window.handshake.steps.topLevelItemCount() == len(names)
+    assert len(window.handshake.entries) == len(names)
+    assert "0x1337D00D" in window.handshake.steps.toPlainText()
     qtbot.waitUntil(lambda: window.info is not None, timeout=TIMEOUT)
     assert "Transport: memory" in window.handshake.transport.text()
     assert str(testsvc.pid) in window.handshake.summary.text()
     ops = [window.operations.list.item(i).text() for i in range(window.operations.list.count())]
     assert "test.slow" in ops and "aether.describe" in ops
-    assert "🔒 test.privileged" in ops  # privileged operations are marked
+    privileged = window.operations.list.findItems("test.privileged", Qt.MatchFlag.MatchExactly)
+    assert not privileged[0].icon().isNull()  # privileged operations are marked
+    assert "privileged" in privileged[0].data(Qt.ItemDataRole.AccessibleTextRole)
     assert "connected" in window.state_label.text() or "testsvc" in window.state_label.text()
 
 

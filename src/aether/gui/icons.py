@@ -40,3 +40,27 @@ def _draw(size: int, color: str) -> QPixmap:
     p.drawText(rect, Qt.AlignmentFlag.AlignCenter, "Æ")
     p.end()
     return pix
+
+
+def lock_icon(color: str = "#d18b00") -> QIcon:
+    """A padlock, for privileged operations (no emoji font is assumed)."""
+    icon = QIcon()
+    for size in (16, 24, 32):
+        pix = QPixmap(size, size)
+        pix.fill(Qt.GlobalColor.transparent)
+        p = QPainter(pix)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        pen = QPen(QColor(color), max(1.5, size / 9))
+        p.setPen(pen)
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        shackle = QRectF(size * 0.3, size * 0.1, size * 0.4, size * 0.5)
+        p.drawArc(shackle, 0, 180 * 16)
+        p.drawLine(int(size * 0.3), int(size * 0.35), int(size * 0.3), int(size * 0.45))
+        p.drawLine(int(size * 0.7), int(size * 0.35), int(size * 0.7), int(size * 0.45))
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(QColor(color))
+        p.drawRoundedRect(QRectF(size * 0.18, size * 0.45, size * 0.64, size * 0.47),
+                          size * 0.08, size * 0.08)
+        p.end()
+        icon.addPixmap(pix)
+    return icon

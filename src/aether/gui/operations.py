@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -20,10 +20,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from . import icons
 from .forms import FormErrors, OperationForm
 from .session import OperationSpec
 
-LOCK = "🔒"
+PRIVILEGED_BADGE = ("<span style='background:#d18b00; color:white; border-radius:3px'>"
+                    "&nbsp;privileged&nbsp;</span>")
 
 
 class OperationsPanel(QWidget):
@@ -46,6 +48,7 @@ class OperationsPanel(QWidget):
         left_col.addWidget(self.filter)
         self.list = QListWidget()
         self.list.setAccessibleName("Operations")
+        self.list.setIconSize(QSize(14, 14))
         self.list.currentItemChanged.connect(self._selected)
         left_col.addWidget(self.list, 1)
         split.addWidget(left)
@@ -105,9 +108,13 @@ class OperationsPanel(QWidget):
             self.forms.clear()
         self.specs = new
         self.list.clear()
+        lock = icons.lock_icon()
         for spec in specs:
-            item = QListWidgetItem((f"{LOCK} " if spec.privileged else "") + spec.name)
+            item = QListWidgetItem(spec.name)
             item.setData(Qt.ItemDataRole.UserRole, spec.name)
+            if spec.privileged:
+                item.setIcon(lock)
+                item.setData(Qt.ItemDataRole.AccessibleTextRole, f"{spec.name} (privileged)")
             tip = html.escape(spec.summary or spec.name)
             if spec.privileged:
                 tip += "<br><i>Privileged: only callers the service's policy allows.</i>"
@@ -136,8 +143,7 @@ class OperationsPanel(QWidget):
         name = str(item.data(Qt.ItemDataRole.UserRole))
         spec = self.specs[name]
         self.current = name
-        badge = (" <span style='color:#d18b00'>" + LOCK + " privileged</span>"
-                 if spec.privileged else "")
+        badge = " " + PRIVILEGED_BADGE if spec.privileged else ""
         self.title.setText(f"<b style='font-size:14pt'>{html.escape(name)}</b>"
                            f" <span style='color:gray'>0x{spec.code:04x}</span>{badge}")
         doc = self._doc(spec)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QTextBrowser,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -189,42 +191,42 @@ class HandshakePanel(QWidget):
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.summary.setAccessibleName("Connection summary")
         layout.addWidget(self.summary)
-        self.steps = QTreeWidget()
-        self.steps.setHeaderLabels(["ms", "step", "detail"])
-        self.steps.setRootIsDecorated(False)
+        # Rich text rather than a table: the details are long and must wrap.
+        self.steps = QTextBrowser()
         self.steps.setAccessibleName("Handshake steps")
-        self.steps.setWordWrap(True)
-        header = self.steps.header()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
-        header.resizeSection(1, 300)
-        header.setStretchLastSection(True)
+        self.steps.setOpenLinks(False)
         layout.addWidget(self.steps, 1)
         self.transport = QLabel("")
         self.transport.setWordWrap(True)
         self.transport.setAccessibleName("Transport in use")
         layout.addWidget(self.transport)
         self.step_names: list[str] = []
+        self.entries: list[str] = []
 
     def begin(self, target: str) -> None:
         self.steps.clear()
         self.step_names = []
+        self.entries = []
         self.transport.setText("")
-        self.summary.setText(f"Connecting to {target}…")
+        self.summary.setText(f"Connecting to {html.escape(target)}…")
+
+    def _append(self, mark: str, color: QColor, title: str, detail: str, when: str) -> None:
+        entry = (f"<p style='margin:0 0 6px 0'><span style='color:{color.name()}'>{mark}</span> "
+                 f"<b>{html.escape(title)}</b> <span style='color:gray'>{when}</span><br>"
+                 f"<span style='color:gray'>{html.escape(detail)}</span></p>")
+        self.entries.append(entry)
+        self.steps.append(entry)
 
     def add_step(self, step: str, text: str, ms: float) -> None:
         self.step_names.append(step)
-        item = QTreeWidgetItem([f"{ms:.1f}", "✓ " + STEP_TITLES.get(step, step), text])
-        item.setToolTip(2, text)
-        item.setForeground(1, WARN_COLOR if step == S.SOCKET_MODE else OK_COLOR)
-        self.steps.addTopLevelItem(item)
-        self.steps.scrollToItem(item)
+        color = WARN_COLOR if step == S.SOCKET_MODE else OK_COLOR
+        self._append("✓", color, STEP_TITLES.get(step, step), text, f"{ms:.1f} ms")
 
     def connected(self, info: Connected) -> None:
         self.summary.setText(
-            f"<b>{info.service}</b> {info.version} at {info.address.path}<br>"
-            f"pid {info.pid}, {info.address.scope} service, protocol {info.protocol}, "
-            f"schema {info.fingerprint:016x}")
+            f"<b>{html.escape(info.service)}</b> {html.escape(info.version)} at "
+            f"{html.escape(str(info.address.path))}<br>"
+            f"pid {info.pid} · protocol {info.protocol} · schema {info.fingerprint:016x}")
         self.transport.setText(transport_explanation(info))
 
     def failed(self, exc: BaseException) -> None:
@@ -236,17 +238,14 @@ class HandshakePanel(QWidget):
         else:
             where = "connect"
             why = str(exc)
-        item = QTreeWidgetItem(["", f"✗ Failed at {where}", why])
-        item.setToolTip(2, why)
-        item.setForeground(1, BAD_COLOR)
-        self.steps.addTopLevelItem(item)
         self.step_names.append(S.FAILED)
+        self._append("✗", BAD_COLOR, f"Failed at {where}", why, "")
         self.summary.setText(f"<span style='color:#d9534f'><b>Connection failed</b> at "
-                             f"{where}: {why}</span>")
+                             f"{where}: {html.escape(why)}</span>")
 
     def lost(self, why: str) -> None:
         self.summary.setText(f"<span style='color:#d9534f'><b>Service stopped answering</b>"
-                             f"</span> ({why}). Reconnecting…")
+                             f"</span> ({html.escape(why)}). Reconnecting…")
 
     def disconnected(self) -> None:
         self.summary.setText("Disconnected.")
@@ -286,7 +285,7 @@ class OperationRow(QFrame):
         self.bar.setFormat("%p%")
         self.bar.setAccessibleName(f"{run.name} progress")
         self.bar.setMinimumWidth(120)
-        layout.addWidget(self.bar, 2)
+        layout.addWidget(self.bar, 3)
         self.message = QLabel("starting…")
         self.message.setMinimumWidth(120)
         self.message.setAccessibleName(f"{run.name} message")
@@ -349,7 +348,7 @@ class RunningPanel(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         head = QHBoxLayout()
-        head.addWidget(QLabel("<b>Operations</b>"), 1)
+        head.addWidget(QLabel("<b>Running operations</b>"), 1)
         self.clear_button = QPushButton("Clear finished")
         self.clear_button.setAccessibleName("Clear finished operations")
         self.clear_button.clicked.connect(self.clear_finished)

@@ -48,7 +48,7 @@ class MainWindow(QMainWindow):
         left = QSplitter(Qt.Orientation.Vertical)
         left.addWidget(self.services)
         left.addWidget(self.handshake)
-        left.setSizes([260, 420])
+        left.setSizes([170, 600])
 
         self.operations = OperationsPanel()
         self.operations.run_requested.connect(self.run_operation)
