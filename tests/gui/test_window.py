@@ -86,8 +86,12 @@ def test_generated_form_runs_with_progress_and_result(window, qtbot, testsvc):
         return 0 < form_row.bar.value() < 1000 and form_row.message.text().startswith("step")
 
     qtbot.waitUntil(moving, timeout=TIMEOUT)
-    with qtbot.waitSignal(window.operation_finished, timeout=TIMEOUT):
-        pass
+
+    def finished() -> bool:
+        elapsed_texts.add(form_row.elapsed.text())
+        return form_row.run.done
+
+    qtbot.waitUntil(finished, timeout=TIMEOUT)
     assert form_row.run.error is None and form_row.run.result == 40
     assert form_row.bar.value() == 1000
     assert len(progress) >= 2 and progress == sorted(progress)
