@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 
 import click
@@ -38,13 +37,10 @@ def run(target: str, socket_path: str | None, mode: str | None,
     from dataclasses import replace
 
     from aether.service import load_service
+    from aether.service.logsetup import configure_service_logging
 
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.WARNING)
-    logging.getLogger().handlers[0].setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
     svc = load_service(target)
+    configure_service_logging(svc.name)
     if mode is not None:
         try:
             svc.limits = replace(svc.limits, socket_mode=int(mode, 8))
