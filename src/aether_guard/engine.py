@@ -68,6 +68,8 @@ def _progress_text(done: int, scanner: Scanner) -> str:
 def take_baseline(store: Store, policy: GuardPolicy, caller_uid: int, progress: Progress,
                   cancelled: Callable[[], bool], check_cancelled: Callable[[], None]
                   ) -> tuple[BaselineInfo, list[Change]]:
+    if not policy.paths:
+        raise OperationFailed(f"the policy {policy.file} names no paths")
     scanner = Scanner(policy, cancelled)
     problems: list[Change] = []
 

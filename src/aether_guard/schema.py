@@ -325,3 +325,43 @@ def decode_watch_batch(message: str) -> WatchBatch | None:
         return _batch_decoder.decode(message)
     except msgspec.DecodeError:
         return None
+
+
+# -- ad hoc hashing (no baseline) ------------------------------------------------------------
+class FileDigest(msgspec.Struct, frozen=True, kw_only=True):
+    path: Annotated[str, Meta(description="Relative to the root that was hashed.")]
+    size: int
+    digest: Annotated[str, Meta(description="Hex digest.")]
+
+
+class FileProblem(msgspec.Struct, frozen=True, kw_only=True):
+    path: str
+    reason: str
+
+
+class TreeDigest(msgspec.Struct, frozen=True, kw_only=True):
+    """Result of ``guard.hash_tree``."""
+
+    root: str
+    algorithm: str
+    files: list[FileDigest]
+    problems: list[FileProblem] = []
+    total_bytes: int = 0
+    elapsed_s: float = 0.0
+
+
+@aether.operation(code=0x010F, name="guard.hash_tree", result=TreeDigest, idempotent=True,
+                  privileged=True)
+class HashTree(aether.Params, frozen=True, kw_only=True):
+    """Hash every regular file under a directory and return the digests (ad hoc:
+    nothing is recorded).
+
+    Privileged: the service reads files with its own rights. With a policy
+    loaded, only trees inside the policy's paths may be named. Symlinks are
+    not followed; unreadable and special files are reported as problems.
+    Reports progress per file; honours cancel.
+    """
+
+    root: str
+    algorithm: Literal["sha256", "blake2b"] = "sha256"
+    max_files: int = 100_000

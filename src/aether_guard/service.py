@@ -24,8 +24,8 @@ from pathlib import Path
 import aether
 from aether.service import OperationContext, Service
 
-from . import engine, schema, vault as vaultmod
-from .policy import GuardPolicy, load_policy
+from . import adhoc, engine, schema, vault as vaultmod
+from .policy import GuardAccess, GuardPolicy, load_policy
 from .schema import (
     AcceptResult,
     BaselineSummary,
@@ -118,7 +118,12 @@ def guard() -> Guard:
 def _start(svc: Service) -> None:
     global _guard
     policy_file = default_policy_path()
-    policy = load_policy(policy_file)  # PolicyError names the line; the service won't start
+    if policy_file.exists() or "AETHER_GUARD_POLICY" in os.environ:
+        policy = load_policy(policy_file)  # PolicyError names the line: no start
+    else:
+        log.warning("guard: no policy at %s: nothing is monitored until one is written "
+                    "(aether service install guard writes one)", policy_file)
+        policy = GuardPolicy(file=str(policy_file), paths=(), access=GuardAccess())
     state_dir = default_state_dir(policy)
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(state_dir, 0o700)
@@ -336,3 +341,8 @@ def watch(params: schema.Watch, ctx: OperationContext) -> WatchSummary:
     finally:
         with g.lock:
             g.watchers -= 1
+
+
+@service.handler(schema.HashTree)
+def hash_tree(params: schema.HashTree, ctx: OperationContext) -> schema.TreeDigest:
+    return adhoc.hash_tree(params, ctx, guard().policy)
