@@ -21,6 +21,13 @@ fi
 case ",$extras," in
     *,test,*) ;;
 esac
+# Guard: the tests check generated units with systemd-analyze; the benchmark runs AIDE.
+case ",$extras," in
+    *,test,*) command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd) ;;
+esac
+case ",$extras," in
+    *,bench,*) command -v aide >/dev/null 2>&1 || need_apt+=(aide) ;;
+esac
 # Qt (the gui extra; the test extra runs the GUI's tests offscreen): the
 # libraries PySide6's wheels link against that a minimal Debian lacks
 # (checked with ldd on QtWidgets and the offscreen and xcb platform plugins),
