@@ -1,7 +1,7 @@
 """Screenshots of the control panel for the README (``docs/images/``).
 
-Starts the e2e test service (and Aether Guard when it is available) in an
-isolated runtime directory, drives the real window through the main views
+Starts the e2e test service, then Aether Guard on the demo's tree, each in
+an isolated runtime directory, drives the real window through the main views
 and saves a PNG of each. Runs under Xvfb (``xvfb-run -a``) or, without a
 display, on Qt's offscreen platform::
 
@@ -46,9 +46,6 @@ def main() -> int:
     with isolated_runtime() as rt:
         env["AETHER_RUNTIME_DIR"] = str(rt)
         services = [ServiceProcess("aether_testsvc:service", rt / "testsvc.ctl", env=env)]
-        guard = None
-        if not args.no_guard:
-            guard = _start_guard(rt, env)
         for svc in services:
             svc.start()
         try:
@@ -75,29 +72,37 @@ def main() -> int:
 
             window.operations.select("test.privileged")
             settle()
-            if guard is not None:
-                _guard_views(window, guard, out)
             window.quit()
         finally:
             window.shutdown()
             tasks.wait_idle(5000)
             for svc in services:
                 svc.kill()
-            if guard is not None:
-                guard.stop_all()
+    if not args.no_guard:
+        _guard_views(out)
     return 0
 
 
-def _start_guard(rt: Path, env: dict[str, str]):  # type: ignore[no-untyped-def]
-    try:
-        from aether.gui.guard_demo import GuardDemo
-    except ImportError:
-        return None
-    return GuardDemo.start(rt, env)
+def _guard_views(out: Path) -> None:
+    """The Guard demo through the window, a PNG at each view."""
+    from aether.cli.demo_gui import guard_setup
+    from aether.gui import tasks
+    from aether.gui.screenshots import grab
+    from aether.gui.tour import guard_tour
+    from aether.gui.window import MainWindow
 
-
-def _guard_views(window, guard, out: Path) -> None:  # type: ignore[no-untyped-def]
-    guard.screenshots(window, out)
+    with guard_setup(240) as (setup, _service):
+        os.environ["AETHER_RUNTIME_DIR"] = setup.env["AETHER_RUNTIME_DIR"]  # the services list
+        window = MainWindow(tray=False)
+        window.resize(1440, 900)
+        window.show()
+        try:
+            guard_tour(window, str(setup.socket_path), setup.tamper, setup.suspicious,
+                       hook=lambda name: grab(window, out / f"gui-guard-{name}.png"))
+            window.quit()
+        finally:
+            window.shutdown()
+            tasks.wait_idle(5000)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,8 @@ class MainWindow(QMainWindow):
         right.addWidget(self.tabs)
         right.addWidget(self.running)
         right.addWidget(self.bottom)
-        right.setSizes([380, 150, 260])
+        right.setSizes([430, 130, 230])
+        self.right_split = right
 
         main = QSplitter(Qt.Orientation.Horizontal)
         main.addWidget(left)
@@ -76,6 +77,9 @@ class MainWindow(QMainWindow):
         main.setSizes([560, 820])
         self.setCentralWidget(main)
 
+        self.guard_label = QLabel("")
+        self.guard_label.setAccessibleName("Guard state")
+        self.statusBar().addPermanentWidget(self.guard_label)
         self.state_label = QLabel("not connected")
         self.state_label.setAccessibleName("Connection state")
         self.statusBar().addPermanentWidget(self.state_label)
@@ -160,6 +164,8 @@ class MainWindow(QMainWindow):
         """Stop watching, cancel what runs, close the sessions (in the background)."""
         for run in self.runs:
             run.cancel()
+        if self.guard_view is not None:
+            self.guard_view.detach()
         if self.link is not None:
             self.link.close()
         self.services.timer.stop()
@@ -175,6 +181,15 @@ class MainWindow(QMainWindow):
         if self.tray is not None:
             self.tray.setIcon(icons.app_icon(state))
             self.tray.setToolTip(f"Aether: {text}")
+
+    def set_guard_state(self, state: str, text: str) -> None:
+        """Guard's state in the status bar and the tray (alert: unaccepted changes)."""
+        color = icons.STATE_COLORS.get(state, "")
+        self.guard_label.setText(text)
+        self.guard_label.setStyleSheet(f"color: {color};" if color else "")
+        if self.tray is not None:
+            self.tray.setIcon(icons.app_icon(state))
+            self.tray.setToolTip(f"Aether · {text}")
 
     def refresh(self) -> None:
         self.services.refresh()
@@ -248,6 +263,7 @@ class MainWindow(QMainWindow):
         names = {op.name for op in info.operations}
         if "guard.status" not in names or self.link is None:
             if self.guard_view is not None:
+                self.guard_view.detach()
                 self.tabs.removeTab(self.tabs.indexOf(self.guard_view))
                 self.guard_view.deleteLater()
                 self.guard_view = None
