@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
 from PySide6.QtCore import Qt
 
-from aether.cli.demo_gui import GuardSetup, guard_setup, run_gui_demo
+from aether.cli.demo_gui import GuardSetup, guard_setup
 from aether.gui.tour import guard_tour
+from aether.testing.process import python_env
 
 TIMEOUT = 30_000
 
@@ -101,5 +104,18 @@ def test_accept_selected_changes(window, qtbot, guard_demo):
     assert "accepted" in report.table.item(row, 0).text()
 
 
-def test_demo_gui_plays_to_the_end(qapp):
-    assert run_gui_demo(40, "auto", keep=False, quit_after=True) == 0
+def test_demo_gui_plays_to_the_end():
+    """``aether demo --gui`` as a user runs it (offscreen), to the end of the tour."""
+    env = python_env({"QT_QPA_PLATFORM": "offscreen", "AETHER_DEMO_EXIT_WHEN_DONE": "1"})
+    proc = subprocess.run([sys.executable, "-m", "aether", "demo", "--gui", "--files", "40"],
+                          env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_demo_gui_needs_a_display():
+    env = python_env()
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        env.pop(name, None)
+    proc = subprocess.run([sys.executable, "-m", "aether", "demo", "--gui"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 5 and "needs a display" in proc.stderr

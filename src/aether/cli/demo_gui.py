@@ -118,4 +118,6 @@ def start_gui_demo(files: int, transport: str, keep: bool) -> int:
         click.echo("aether demo --gui needs a display (DISPLAY or WAYLAND_DISPLAY); "
                    "without one, run `aether demo`", err=True)
         return 5
-    return run_gui_demo(files, transport, keep)
+    # Set by the tests (and usable for a kiosk loop): end when the tour ends.
+    quit_after = os.environ.get("AETHER_DEMO_EXIT_WHEN_DONE") == "1"
+    return run_gui_demo(files, transport, keep, quit_after=quit_after)
