@@ -85,8 +85,10 @@ def main() -> int:
 
 def _guard_views(out: Path) -> None:
     """The Guard demo through the window, a PNG at each view."""
+    from PySide6.QtWidgets import QApplication
+
     from aether.cli.demo_gui import guard_setup
-    from aether.gui import tasks
+    from aether.gui import tasks, theme
     from aether.gui.screenshots import grab
     from aether.gui.tour import guard_tour
     from aether.gui.window import MainWindow
@@ -99,6 +101,15 @@ def _guard_views(out: Path) -> None:
         try:
             guard_tour(window, str(setup.socket_path), setup.tamper, setup.suspicious,
                        hook=lambda name: grab(window, out / f"gui-guard-{name}.png"))
+            # The same view in the dark palette (what a dark desktop gets).
+            app = QApplication.instance()
+            theme.apply(app, "dark")
+            guard = window.guard_view
+            guard.tabs.setCurrentWidget(guard.report)
+            guard.report.table.clearSelection()
+            window.bottom.setCurrentWidget(window.log)
+            grab(window, out / "gui-guard-report-dark.png")
+            theme.apply(app, "light")
             window.quit()
         finally:
             window.shutdown()

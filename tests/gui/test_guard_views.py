@@ -67,7 +67,7 @@ def test_guard_tour_dashboard_report_vault_events(window, qtbot, guard_demo):
 
     guard_tour(window, str(guard_demo.socket_path), guard_demo.tamper, guard_demo.suspicious,
                hook=hook, timeout=TIMEOUT / 1000)
-    assert shots == ["baseline-running", "live-events", "dashboard", "report", "quarantine"]
+    assert shots == ["live-events", "dashboard", "report", "quarantine"]
     guard = window.guard_view
     assert guard_demo.suspicious.read_bytes() == content  # restored exactly
     qtbot.waitUntil(lambda: not guard.vault.entries, timeout=TIMEOUT)

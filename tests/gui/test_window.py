@@ -190,7 +190,10 @@ def test_survives_service_kill_and_restart(window, qtbot, testsvc):
     qtbot.waitUntil(lambda: window.link.state == "lost", timeout=TIMEOUT)
     qtbot.waitUntil(lambda: row.run.done, timeout=TIMEOUT)
     # In flight when the service died: unknown outcome, never success.
-    assert row.run.error is not None and "OUTCOME UNKNOWN" in window.result.title.text()
+    assert row.run.error is not None
+    assert ("OUTCOME UNKNOWN" in window.result.title.text()
+            or "SERVICE RESTARTED" in window.result.title.text())
+    assert "not retried" in window.result.text.toPlainText()
     assert "stopped answering" in window.handshake.summary.text()
     assert not window.operations.run_button.isEnabled()
 

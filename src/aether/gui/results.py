@@ -25,7 +25,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from aether.errors import AuthorizationError, OperationError, OutcomeUnknownError
+from aether.errors import (
+    AuthorizationError,
+    OperationError,
+    OutcomeUnknownError,
+    ServiceRestartedError,
+)
 
 
 def to_json(value: Any) -> str:
@@ -62,6 +67,10 @@ def error_text(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, AuthorizationError):
         return exc.status_name, ("Not authorized: the service's policy does not allow your "
                                  f"user to call this privileged operation. {exc.message}").strip()
+    if isinstance(exc, ServiceRestartedError):
+        return "SERVICE RESTARTED", (f"{exc.message}. The service stopped or restarted while "
+                                     "the operation ran: it may or may not have taken effect; "
+                                     "it was not retried.")
     if isinstance(exc, OutcomeUnknownError):
         return "OUTCOME UNKNOWN", (f"{exc.message}. The operation may or may not have taken "
                                    "effect; it was not retried.")

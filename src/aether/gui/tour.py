@@ -73,9 +73,6 @@ def guard_tour(window: MainWindow, target: str, tamper: Callable[[], list[str]],
     guard.tabs.setCurrentWidget(guard.dashboard)
     say("taking a baseline (guard.baseline, privileged)")
     guard.dashboard.baseline_button.click()
-    pump_until(lambda: bool(window.running.rows) and window.running.rows[0].bar.value() > 0,
-               timeout, "baseline progress")
-    shot("baseline-running")
     _finish_last(window, "guard.baseline", timeout)
     pump_until(lambda: guard.status.get("baseline") is not None, timeout, "the new baseline")
 
