@@ -423,6 +423,7 @@ class Client:
         self._teardown()
         self._session_lost = False
         self._describe_cache = None
+        self._encode_buffer = bytearray()  # the failed call may still hold a view of the old
         self._connect()
 
     def _start_once(self, code: int, name: str, params: Any,
