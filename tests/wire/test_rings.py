@@ -171,3 +171,20 @@ def test_client_op_rules() -> None:
         ops.reply(FrameKind.DONE, op, Status.OK)
     with pytest.raises(RemoteProtocolError):
         ops.reply(FrameKind.PROGRESS, op + 1, 0)
+
+
+def test_a_frame_needing_the_ring_start_waits_for_the_consumer_once() -> None:
+    """A frame that fits only from offset 0 publishes the WRAP first (RingFull);
+    after the consumer passes it the whole ring is usable."""
+    writer, reader, _ctl, _req = pair()
+    writer.put(FrameKind.EXECUTE, 1, 1, bytes(2000))
+    frame = reader.poll()
+    assert frame is not None
+    frame[3].release()
+    reader.release()
+    with pytest.raises(rings.RingFull):
+        writer.put(FrameKind.EXECUTE, 2, 1, bytes(3000))
+    assert reader.poll() is None  # the consumer skips the wrap
+    writer.put(FrameKind.EXECUTE, 2, 1, bytes(3000))
+    frame = reader.poll()
+    assert frame is not None and frame[1] == 2 and len(frame[3]) == 3000

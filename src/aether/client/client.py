@@ -50,6 +50,7 @@ from aether.wire import ErrorCode, FrameKind, State, Status, Transport, messages
 
 from . import steps
 from .discovery import ServiceAddress, resolve
+from .loan import InPlaceResult, Loan, loan_prefix
 from .mapped import ControlMessage, MappedCalls
 from .operation import Operation, ProgressCallback
 from .steps import StepCallback
@@ -165,6 +166,8 @@ class Client:
         self._encode_buffer = bytearray()  # reused: no page faults for large payloads
         self.memory: MemoryClientSide | None = None
         self._mapped: MappedCalls | None = None
+        self._held: memoryview | None = None  # an in-place result not yet released
+        self._loan_mapped = False
         self.channel: Channel | None = None
         self.proto = wire.ClientProtocol()
         self._connect()
@@ -182,6 +185,7 @@ class Client:
             return
         try:
             self._open(Transport.MEMORY)
+            return
         except HandshakeError as exc:
             if requested == "memory" or exc.reason not in _FALLBACK_REASONS:
                 raise
@@ -473,6 +477,8 @@ class Client:
                                     "use another Client for concurrent calls")
         try:
             self._check_usable()
+            if self._held is not None:
+                raise BusyResourceError("release the in-place result of the last call first")
             # Encoded under the lock: the buffer is the session's, reused per call.
             if encoded is None:
                 encode_into(params, self._encode_buffer)
@@ -521,6 +527,92 @@ class Client:
             self._op_lock.release()
             raise
         return op
+
+    # -- loans (see aether.client.loan) -------------------------------------------
+    def loan(self, params: Params, size: int) -> Loan:
+        """A writable ``size``-byte buffer for the last (empty ``bytes``) field
+        of ``params``; on the mapping transport it lies in the request ring,
+        so bulk data is copied once. ``with client.loan(Sink(data=b""), n) as
+        loan: loan.buffer[:] = ...; loan.call()``."""
+        spec, prefix = loan_prefix(params, size)
+        if self.registry.by_code(spec.code) is not spec:
+            raise SchemaError(f"{spec.name} is not in this client's schema")
+        return Loan(self, spec, prefix, size)
+
+    def call_in_place(self, params: Params, *, timeout: float | None = None) -> InPlaceResult:
+        """Run an operation and return its encoded result *in place* (the reply
+        ring on the mapping transport): no copy until you decode. Release it
+        (or leave its ``with`` block) before the next call."""
+        op = self.start(params)
+        op._keep = True  # type: ignore[attr-defined]
+        view: memoryview = op.wait(timeout)
+        return InPlaceResult(op, view, self._release_held)
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, None
+        if held is None:
+            return
+        try:
+            held.release()
+        except BufferError:
+            pass  # the caller kept a view of it; it goes with that view
+        mapped = self._mapped
+        if mapped is not None:
+            mapped.reader.release()
+
+    def _lend(self, total: int) -> tuple[memoryview, int]:
+        self._check_usable()
+        if not self._op_lock.acquire(blocking=False):
+            raise BusyResourceError("an operation is already in flight on this session")
+        try:
+            if self._held is not None:
+                raise BusyResourceError("release the in-place result of the last call first")
+            mapped = self._mapped
+            if mapped is None:
+                self._loan_mapped = False
+                return memoryview(bytearray(total)), 0
+            if total > mapped.param_capacity:
+                self._grow_rings(total)
+                mapped = self._mapped
+                assert mapped is not None
+            op_id = mapped.ops.execute()
+            try:
+                view = mapped.loan(total, self.timeout)
+            except BaseException:
+                mapped.ops.abandon()
+                raise
+            self._loan_mapped = True
+            return view, op_id
+        except BaseException:
+            self._op_lock.release()
+            raise
+
+    def _start_loan(self, spec: Any, whole: memoryview, total: int, op_id: int,
+                    on_progress: ProgressCallback | None) -> Operation:
+        mapped = self._mapped
+        if not self._loan_mapped or mapped is None:
+            self._op_lock.release()
+            return self._start(spec.code, spec.name, None, on_progress,
+                               idempotent=spec.idempotent, encoded=whole)
+        whole.release()
+        self._loan_mapped = False
+        op = Operation(self, op_id, spec.name, spec.code, on_progress)
+        self._current = op
+        try:
+            mapped.commit_loan(op_id, spec.code, total)
+        except BaseException:
+            self._current = None
+            self._op_lock.release()
+            raise
+        return op
+
+    def _end_loan(self) -> None:
+        mapped = self._mapped
+        if self._loan_mapped and mapped is not None:
+            self._loan_mapped = False
+            mapped.abandon_loan()
+            mapped.ops.abandon()
+        self._op_lock.release()
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -656,10 +748,12 @@ class Client:
                 except ProtocolError as exc:
                     self._break(op, f"bad reply ring: {exc}")
                     break
+                keep = False
                 try:
                     final = mapped.ops.reply(kind, op_id, arg)
                     if final:
                         self._finish_with(op, arg, payload)
+                        keep = op._result is payload
                     elif kind == _STARTED:
                         op.started = True
                     elif op_id == op.op_id:
@@ -668,8 +762,11 @@ class Client:
                     self._break(op, f"bad reply ring: {exc}")
                     break
                 finally:
-                    payload.release()
-                    mapped.reader.release()
+                    if keep:
+                        self._held = payload  # released by InPlaceResult.release
+                    else:
+                        payload.release()
+                        mapped.reader.release()
         except (PeerGoneError, ClosedResourceError) as exc:
             self._break(op, f"connection lost: {exc}")
         finally:
@@ -729,6 +826,10 @@ class Client:
         self._finish_with(op, status, payload)
 
     def _finish_with(self, op: Operation, status: int, payload: bytes | memoryview) -> None:
+        if status == Status.OK and getattr(op, "_keep", False):
+            op._finish(result=payload if isinstance(payload, memoryview) else
+                       memoryview(payload))
+            return
         if status == Status.OK:
             try:
                 if self._typed or self.registry.by_code(op.code) is not None:
@@ -761,6 +862,8 @@ class Client:
             self.memory.close()
             self.memory = None
         if self._mapped is not None:
+            if self._held is not None:
+                self._held = None
             self._mapped.close()
             self._mapped = None
         if self._ptracer_set:

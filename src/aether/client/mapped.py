@@ -79,12 +79,26 @@ class MappedCalls:
                     raise AetherTimeoutError(
                         f"the service has not read its requests for {timeout:.1f} s") from None
 
-    def loan(self, size: int) -> memoryview:
+    def loan(self, size: int, timeout: float) -> memoryview:
         """Reserve a request frame of ``size`` payload bytes (held under the
         producer lock until :meth:`commit_loan` or :meth:`abandon_loan`)."""
         self._wlock.acquire()
         try:
-            return self.writer.reserve(size)
+            try:
+                return self.writer.reserve(size)
+            except rings.RingFull:
+                pass
+            deadline = time.monotonic() + timeout
+            while True:
+                self.side.ring_peer()
+                if osapi.wait_readable((self._sock_fd,), 0.001):
+                    raise PeerGoneError("the service closed the connection")
+                try:
+                    return self.writer.reserve(size)
+                except rings.RingFull:
+                    if time.monotonic() >= deadline:
+                        raise AetherTimeoutError("the service has not read its requests for "
+                                                 f"{timeout:.1f} s") from None
         except BaseException:
             self._wlock.release()
             raise

@@ -209,8 +209,9 @@ class RingWriter:
         """Room for one frame with a ``length``-byte payload: returns the
         payload's place in the ring (a loan: fill it, then :meth:`commit`).
 
-        Raises RingFull when there is no room yet, ValueError when a frame of
-        that size can never fit.
+        Raises RingFull when there is no room yet (having published a WRAP
+        if the frame needs the ring's start), ValueError when a frame of that
+        size can never fit.
         """
         span = FRAME_SIZE + ((length + 7) & ~7)
         size = self._size
@@ -227,11 +228,22 @@ class RingWriter:
             self._wrap_from = -1
         else:
             if room + span > size - used:
+                if room <= size - used:
+                    # Publish the wrap on its own: once the consumer has passed
+                    # it, the whole ring from offset 0 can hold the frame.
+                    self._publish_wrap(pos, room)
                 raise RingFull()
             self._wrap_from = pos
             pos = 0
         self._pos = pos
         return self._data[pos + FRAME_SIZE:pos + FRAME_SIZE + length]
+
+    def _publish_wrap(self, pos: int, room: int) -> None:
+        if room >= FRAME_SIZE:
+            FRAME.pack_into(self._hdr, 0, _WRAP, 0, 0, 0, 0, 0, 0, 0)
+            self._data[pos:pos + FRAME_SIZE] = self._hdr
+        self.head += room
+        self._ctl[self._head_word] = self.head
 
     def commit(self, kind: int, op_id: int, arg: int, length: int) -> None:
         """Publish the frame reserved last (its payload already in place)."""
