@@ -11,8 +11,8 @@ import msgspec
 
 from aether.service import OperationFailed
 
-from .policy import GuardPolicy
-from .scan import SPECIAL, Entry, Scanner
+from .policy import GuardPolicy, PathRule
+from .scan import SPECIAL, Entry, Scanner, Stopped
 from .schema import (
     AcceptResult,
     AttributeChange,
@@ -65,6 +65,16 @@ def _progress_text(done: int, scanner: Scanner) -> str:
     return f"{done} entries, {scanner.bytes / 1e6:.1f} MB hashed"
 
 
+def _scan(scanner: Scanner, check_cancelled: Callable[[], None]
+          ) -> Iterator[tuple[Entry, PathRule]]:
+    """The scanner's results; a scan stopped mid-file ends as the cancel it was."""
+    try:
+        yield from scanner
+    except Stopped:
+        check_cancelled()
+        raise
+
+
 def take_baseline(store: Store, policy: GuardPolicy, caller_uid: int, progress: Progress,
                   cancelled: Callable[[], bool], check_cancelled: Callable[[], None]
                   ) -> tuple[BaselineInfo, list[Change]]:
@@ -75,7 +85,7 @@ def take_baseline(store: Store, policy: GuardPolicy, caller_uid: int, progress: 
 
     def entries() -> Iterator[Entry]:
         done = 0
-        for entry, _rule in scanner:
+        for entry, _rule in _scan(scanner, check_cancelled):
             check_cancelled()
             done += 1
             problem = entry.problem
@@ -85,7 +95,7 @@ def take_baseline(store: Store, policy: GuardPolicy, caller_uid: int, progress: 
                 problems.append(Change(path=wire_path(entry.path), kind="problem",
                                        type=entry.type,  # type: ignore[arg-type]
                                        problem=problem))
-            if done % 256 == 0:
+            if done % 16 == 0:
                 progress(done, scanner.discovered, _progress_text(done, scanner))
             yield entry
         check_cancelled()
@@ -133,7 +143,7 @@ def run_check(store: Store, policy: GuardPolicy, *, trigger: str, caller_uid: in
                 seen.clear()
                 found.clear()
 
-            for entry, rule in scanner:
+            for entry, rule in _scan(scanner, check_cancelled):
                 check_cancelled()
                 counts.checked += 1
                 seen.append((entry.path,))
@@ -151,7 +161,7 @@ def run_check(store: Store, policy: GuardPolicy, *, trigger: str, caller_uid: in
                         record(entry.path, "changed", entry.type, changes, None, entry)
                 if len(seen) >= 2000:
                     flush()
-                if counts.checked % 256 == 0:
+                if counts.checked % 16 == 0:
                     progress(counts.checked, scanner.discovered,
                              _progress_text(counts.checked, scanner))
             check_cancelled()

@@ -84,7 +84,16 @@ def _same(a: os.stat_result, b: os.stat_result) -> bool:
         (b.st_size, b.st_mtime_ns, b.st_ctime_ns, b.st_ino)
 
 
-def _hash_fd(fd: int, hashes: tuple[str, ...]) -> tuple[str | None, str | None, int]:
+class Stopped(Exception):
+    """The scan was cancelled while a file was being read."""
+
+
+def _never() -> bool:
+    return False
+
+
+def _hash_fd(fd: int, hashes: tuple[str, ...], stop: Callable[[], bool] = _never
+             ) -> tuple[str | None, str | None, int]:
     hs = [hashlib.sha256() if h == "sha256" else hashlib.blake2b() for h in hashes]
     buf = _buffer()
     view = memoryview(buf)
@@ -93,6 +102,8 @@ def _hash_fd(fd: int, hashes: tuple[str, ...]) -> tuple[str | None, str | None, 
         n = os.readv(fd, [buf])
         if n <= 0:
             break
+        if stop():
+            raise Stopped()
         total += n
         chunk = view[:n]
         for h in hs:
@@ -111,10 +122,12 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def examine(path: bytes, hashes: tuple[str, ...], regular_hint: bool = False) -> Entry:
-    """Attributes (and digests) of one entry; problems are recorded, never raised."""
+def examine(path: bytes, hashes: tuple[str, ...], regular_hint: bool = False,
+            stop: Callable[[], bool] = _never) -> Entry:
+    """Attributes (and digests) of one entry; problems are recorded, never
+    raised (only :class:`Stopped`, once ``stop()`` is true)."""
     if regular_hint and hashes:
-        entry = _examine_regular(path, hashes)
+        entry = _examine_regular(path, hashes, stop)
         if entry is not None:
             return entry
     try:
@@ -126,7 +139,7 @@ def examine(path: bytes, hashes: tuple[str, ...], regular_hint: bool = False) ->
     if stat.S_ISREG(mode):
         if not hashes:
             return _entry(path, st)
-        entry = _examine_regular(path, hashes)
+        entry = _examine_regular(path, hashes, stop)
         return entry if entry is not None else _entry(path, st, problem="changed type during "
                                                        "the scan")
     if stat.S_ISLNK(mode):
@@ -145,7 +158,8 @@ def examine(path: bytes, hashes: tuple[str, ...], regular_hint: bool = False) ->
     return _entry(path, st)  # special file: attributes only, content is not read
 
 
-def _examine_regular(path: bytes, hashes: tuple[str, ...]) -> Entry | None:
+def _examine_regular(path: bytes, hashes: tuple[str, ...],
+                     stop: Callable[[], bool] = _never) -> Entry | None:
     """None if ``path`` is not a regular file (any more)."""
     last: os.stat_result | None = None
     for _attempt in range(RETRIES):
@@ -165,7 +179,7 @@ def _examine_regular(path: bytes, hashes: tuple[str, ...]) -> Entry | None:
             if not stat.S_ISREG(before.st_mode):
                 return None
             try:
-                sha, b2, _size = _hash_fd(fd, hashes)
+                sha, b2, _size = _hash_fd(fd, hashes, stop)
             except OSError as exc:
                 return _entry(path, before, problem=_reason(exc))
             after = os.fstat(fd)
@@ -247,9 +261,11 @@ class Scanner:
         self.discovered = 0
         self.bytes = 0
 
-    @staticmethod
-    def _examine_batch(batch: list[tuple[bytes, tuple[str, ...], bool]]) -> list[Entry]:
-        return [examine(p, h, r) for p, h, r in batch]
+    def _examine_batch(self, batch: list[tuple[bytes, tuple[str, ...], bool]]) -> list[Entry]:
+        stop = self.stop
+        if stop():
+            raise Stopped()
+        return [examine(p, h, r, stop) for p, h, r in batch]
 
     def __iter__(self) -> Iterator[tuple[Entry, PathRule]]:
         workers = self.policy.hash_workers
@@ -279,6 +295,7 @@ class Scanner:
             finally:
                 for future, _ in window:
                     future.cancel()
+                pool.shutdown(wait=True, cancel_futures=True)
 
     def _drain(self, item: tuple[Future[list[Entry]], list[PathRule]]
                ) -> Iterator[tuple[Entry, PathRule]]:

@@ -332,15 +332,22 @@ def vault(params: schema.Vault, ctx: OperationContext) -> VaultList:
 @service.handler(schema.Watch)
 def watch(params: schema.Watch, ctx: OperationContext) -> WatchSummary:
     g = guard()
-    with g.lock:
-        g.watchers += 1
+    counted = False
+
+    def ready() -> None:
+        nonlocal counted
+        with g.lock:
+            g.watchers += 1
+            counted = True
+
     try:
         with g.track(ctx):
             return Subscription(g.policy, ctx).run(params.max_seconds,
-                                                   stopping=service.stopping)
+                                                   stopping=service.stopping, ready=ready)
     finally:
-        with g.lock:
-            g.watchers -= 1
+        if counted:
+            with g.lock:
+                g.watchers -= 1
 
 
 @service.handler(schema.HashTree)

@@ -82,10 +82,14 @@ class Subscription:
             except OSError:
                 continue
 
-    def run(self, max_seconds: float, stopping: Callable[[], bool]) -> WatchSummary:
+    def run(self, max_seconds: float, stopping: Callable[[], bool],
+            ready: Callable[[], None] = lambda: None) -> WatchSummary:
+        """Watch until cancelled or ``max_seconds``; ``ready()`` once every
+        directory is watched (events from then on are delivered)."""
         try:
             for rule in self.policy.paths:
                 self._watch_tree(os.fsencode(rule.path))
+            ready()
             deadline = time.monotonic() + max_seconds if max_seconds else None
             ended = "cancelled"
             pending: list[WatchEvent] = []
@@ -159,7 +163,7 @@ class Subscription:
         first = self.seq + 1
         self.seq += len(batch)
         message = _encoder.encode(WatchBatch(seq=first, events=batch)).decode()
-        while len(message) > 512 and len(batch) > 1:  # escapes made it longer than estimated
+        if len(message) > 512 and len(batch) > 1:  # escapes made it longer than estimated
             half = len(batch) // 2
             self.seq = first - 1
             self._emit(batch[:half])

@@ -102,7 +102,8 @@ def _value(name: str, value: Any) -> str:
 
 @click.command()
 @click.option("--files", default=240, show_default=True, help="Files in the demo tree.")
-@click.option("--transport", type=click.Choice(["auto", "memory", "socket"]), default="auto",
+@click.option("--transport", type=click.Choice(["auto", "memory", "mapping", "socket"]),
+              default="auto",
               show_default=True)
 @click.option("--keep", is_flag=True, help="Keep the demo directory afterwards.")
 @click.option("--gui", is_flag=True, help="Play the demo in the Qt control panel "
