@@ -73,6 +73,18 @@ def test_socket_transport_says_why(window, qtbot, testsvc):
     assert "as asked" in window.handshake.transport.text()
 
 
+def test_mapping_transport_shown(window, qtbot, testsvc):
+    window.transport = "mapping"
+    connect(window, qtbot, testsvc)
+    assert window.info.transport == "mapping"
+    assert S.MAPPING_MODE in window.handshake.step_names
+    assert S.BLOCKS_ALLOCATED not in window.handshake.step_names
+    assert "Transport: mapping" in window.handshake.transport.text()
+    row = run_op(window, qtbot, "test.slow", steps="5", delay="0.01")
+    qtbot.waitUntil(lambda: row.run.done, timeout=TIMEOUT)
+    assert row.run.result == 5
+
+
 def test_generated_form_runs_with_progress_and_result(window, qtbot, testsvc):
     connect(window, qtbot, testsvc)
     form_row = run_op(window, qtbot, "test.slow", steps="40", delay="0.05")

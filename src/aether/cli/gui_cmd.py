@@ -11,8 +11,8 @@ from .main import EXIT_OTHER
 
 @click.command()
 @click.argument("service", required=False)
-@click.option("--transport", type=click.Choice(["auto", "memory", "socket"]), default="auto",
-              show_default=True, help="Transport for the panel's sessions.")
+@click.option("--transport", type=click.Choice(["auto", "memory", "mapping", "socket"]),
+              default="auto", show_default=True, help="Transport for the panel's sessions.")
 @click.option("--theme", type=click.Choice(["auto", "light", "dark"]), default="auto",
               show_default=True, help="Palette (auto follows the desktop).")
 @click.option("--screenshot", "screenshot_dir", type=click.Path(file_okay=False),

@@ -50,7 +50,8 @@ STEP_TITLES = {
     S.ADDRESSES_SENT: "ADDR_PARAM and ADDR_RETN sent",
     S.SERVICE_READ_PATTERN: "Service verified the pattern and wrote zeros",
     S.ZEROS_VERIFIED: "Client verified the zeros (TEST_VERIFIED)",
-    S.SOCKET_MODE: "Memory transport refused: socket transport",
+    S.SOCKET_MODE: "Falling back to the socket transport",
+    S.MAPPING_MODE: "Mapping transport (rings in a sealed memfd)",
     S.READY: "Session ready",
 }
 
@@ -219,7 +220,7 @@ class HandshakePanel(QWidget):
 
     def add_step(self, step: str, text: str, ms: float) -> None:
         self.step_names.append(step)
-        color = WARN_COLOR if step == S.SOCKET_MODE else OK_COLOR
+        color = WARN_COLOR if "refused" in text else OK_COLOR
         self._append("✓", color, STEP_TITLES.get(step, step), text, f"{ms:.1f} ms")
 
     def connected(self, info: Connected) -> None:
@@ -257,9 +258,15 @@ def transport_explanation(info: Connected) -> str:
         return ("<b>Transport: memory</b> (the seed's): parameters and results travel "
                 "through this process's two blocks, which the service reads and writes "
                 "via /proc/pid/mem; the socket carries only 24-byte control messages.")
+    if info.transport == "mapping":
+        why = (f" (fallback: {html.escape(info.fallback_reason)})" if info.fallback_reason
+               else " (as asked)")
+        return (f"<b>Transport: mapping</b>{why}: two rings in a sealed memfd that the "
+                "service passed over the socket (SCM_RIGHTS), woken through eventfds; no "
+                "cross-process memory access.")
     if info.fallback_reason:
-        return (f"<b>Transport: socket</b> (fallback): {info.fallback_reason}. Payloads "
-                "travel inside the control socket's messages.")
+        return (f"<b>Transport: socket</b> (fallback): {html.escape(info.fallback_reason)}. "
+                "Payloads travel inside the control socket's messages.")
     return ("<b>Transport: socket</b> (as asked): payloads travel inside the control "
             "socket's messages.")
 
