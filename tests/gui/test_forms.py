@@ -119,3 +119,10 @@ def test_integer_field_accepts_exactly_integers(qapp, text):
             editor.value()
     else:
         assert editor.value() == expected
+
+
+def test_service_text_is_never_markup():
+    """A service's schema is data: its descriptions are escaped, not rendered."""
+    tip = forms.tooltip_for("x<i>", {"type": "string", "description": "<img src='/etc/x'>",
+                                     "default": "<b>"}, {}, False)
+    assert "<img" not in tip and "&lt;img" in tip and "x&lt;i&gt;" in tip

@@ -15,6 +15,7 @@ ones target web front ends.
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -95,16 +96,17 @@ def _bounds_text(node: dict[str, Any]) -> str:
 
 
 def tooltip_for(name: str, node: dict[str, Any], defs: dict[str, Any], required: bool) -> str:
+    esc = html.escape  # the schema comes from the service: text, never markup
     resolved = resolve_ref(node, defs)
-    lines = [f"<b>{name}</b>: {describe_type(node, defs)}"]
+    lines = [f"<b>{esc(name)}</b>: {esc(describe_type(node, defs))}"]
     doc = node.get("description") or resolved.get("description")
     if doc:
-        lines.append(doc)
+        lines.append(esc(str(doc)))
     bounds = _bounds_text(resolved)
     if bounds:
-        lines.append(f"Allowed: {bounds}")
+        lines.append(f"Allowed: {esc(bounds)}")
     if "default" in node:
-        lines.append(f"Default: {json.dumps(node['default'])}")
+        lines.append(f"Default: {esc(json.dumps(node['default']))}")
     elif required:
         lines.append("Required.")
     return "<br>".join(lines)

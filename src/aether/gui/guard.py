@@ -277,8 +277,9 @@ class Dashboard(QWidget):
         if r:
             self.last_check.setText(
                 f"<span style='font-size:15pt'><b>{_ago(r['created'])}</b></span><br>"
-                f"report #{r['report_id']} ({r['trigger']}): {r['files_checked']:,} entries "
-                f"in {r['elapsed_s']:.2f} s; {r['accepted']} accepted")
+                f"report #{r['report_id']} ({html.escape(str(r['trigger']))}): "
+                f"{r['files_checked']:,} entries in {r['elapsed_s']:.2f} s; "
+                f"{r['accepted']} accepted")
         else:
             self.last_check.setText("<span style='font-size:15pt'><b>never</b></span>")
         for kind in KINDS:
@@ -342,6 +343,7 @@ class ReportView(QWidget):
             self.kind_boxes[kind] = box
         layout.addLayout(top)
         self.summary = QLabel("No report loaded.")
+        self.summary.setTextFormat(Qt.TextFormat.PlainText)
         self.summary.setWordWrap(True)
         layout.addWidget(self.summary)
         self.table = _table(self.COLUMNS, "Findings")
@@ -577,6 +579,7 @@ class EventsView(QWidget):
         self.toggle.clicked.connect(self.toggle_watch)
         top.addWidget(self.toggle)
         self.state = QLabel("Not watching.")
+        self.state.setTextFormat(Qt.TextFormat.PlainText)
         top.addWidget(self.state, 1)
         self.clear_button = QPushButton("Clear")
         self.clear_button.clicked.connect(self.clear)

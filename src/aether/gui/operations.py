@@ -61,6 +61,7 @@ class OperationsPanel(QWidget):
         self.title.setTextFormat(Qt.TextFormat.RichText)
         col.addWidget(self.title)
         self.doc = QLabel("")
+        self.doc.setTextFormat(Qt.TextFormat.PlainText)  # the service's text, never markup
         self.doc.setWordWrap(True)
         self.doc.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         col.addWidget(self.doc)

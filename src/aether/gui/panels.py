@@ -283,7 +283,7 @@ class OperationRow(QFrame):
         self.setAccessibleName(f"Operation {run.name}")
         layout = QHBoxLayout(self)
         layout.setContentsMargins(6, 3, 6, 3)
-        self.name = QLabel(f"<b>{run.name}</b>")
+        self.name = QLabel(f"<b>{html.escape(run.name)}</b>")
         self.name.setMinimumWidth(150)
         layout.addWidget(self.name)
         self.bar = QProgressBar()
@@ -294,6 +294,7 @@ class OperationRow(QFrame):
         self.bar.setMinimumWidth(120)
         layout.addWidget(self.bar, 3)
         self.message = QLabel("starting…")
+        self.message.setTextFormat(Qt.TextFormat.PlainText)  # the service's words
         self.message.setMinimumWidth(120)
         self.message.setAccessibleName(f"{run.name} message")
         layout.addWidget(self.message, 3)

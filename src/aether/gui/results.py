@@ -4,6 +4,7 @@ text for a scalar; copy and export as JSON."""
 from __future__ import annotations
 
 import base64
+import html
 import json
 from typing import Any
 
@@ -134,7 +135,7 @@ class ResultView(QWidget):
     def show_result(self, title: str, value: Any) -> None:
         self.value = value
         self.has_value = True
-        self.title.setText(title)
+        self.title.setText(html.escape(title))
         self.title.setStyleSheet("")
         self._set_buttons(True)
         if is_table(value):
@@ -154,7 +155,7 @@ class ResultView(QWidget):
         status, message = error_text(exc)
         self.value = {"status": status, "message": message}
         self.has_value = True
-        self.title.setText(f"{title}: <b>{status}</b>")
+        self.title.setText(f"{html.escape(title)}: <b>{html.escape(status)}</b>")
         self.title.setStyleSheet("color: #d9534f;")
         self.text.setPlainText(f"{status}\n\n{message}")
         self.stack.setCurrentWidget(self.text)

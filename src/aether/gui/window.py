@@ -78,9 +78,11 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(main)
 
         self.guard_label = QLabel("")
+        self.guard_label.setTextFormat(Qt.TextFormat.PlainText)
         self.guard_label.setAccessibleName("Guard state")
         self.statusBar().addPermanentWidget(self.guard_label)
         self.state_label = QLabel("not connected")
+        self.state_label.setTextFormat(Qt.TextFormat.PlainText)
         self.state_label.setAccessibleName("Connection state")
         self.statusBar().addPermanentWidget(self.state_label)
         self._build_actions()
