@@ -298,7 +298,12 @@ class MainWindow(QMainWindow):
             self.log.add("error", f"{run.name} ended with {status}: {message}")
         self.show_run(run)
         if len(self.runs) > 200:
-            self.runs = [r for r in self.runs if not r.done] + self.runs[-100:]
+            # Rows show the newest 50 runs; keep 100 and free the rest.
+            keep = set(self.runs[-100:]) | {r for r in self.runs if not r.done}
+            for old in self.runs:
+                if old not in keep:
+                    old.deleteLater()
+            self.runs = [r for r in self.runs if r in keep]
         self.operation_finished.emit(run)
 
     def show_run(self, run: RunningOperation) -> None:
