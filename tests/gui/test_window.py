@@ -229,3 +229,21 @@ def test_connect_failure_names_the_problem(window, qtbot, runtime_dir):
     qtbot.waitUntil(lambda: window.link.state == "failed", timeout=TIMEOUT)
     assert "Connection failed" in window.handshake.summary.text()
     assert "nobody" in window.handshake.summary.text()
+
+
+def test_keyboard_shortcut_runs_the_form(window, qtbot, testsvc):
+    connect(window, qtbot, testsvc)
+    window.operations.select("test.slow")
+    fill(qtbot, window.operations.form().fields["steps"], "3")
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=TIMEOUT)
+    qtbot.keyClick(window.operations.form().fields["steps"].edit, Qt.Key.Key_Return,
+                   Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: bool(window.running.rows), timeout=TIMEOUT)
+    row = window.running.rows[0]
+    qtbot.waitUntil(lambda: row.run.done, timeout=TIMEOUT)
+    assert row.run.result == 3
+    # Every control the tests use has an accessible name.
+    for widget in (window.operations.run_button, window.services.connect_button,
+                   window.result.copy_button, row.cancel_button, row.bar):
+        assert widget.accessibleName()
