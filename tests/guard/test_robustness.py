@@ -8,10 +8,10 @@ import signal
 import threading
 
 import pytest
+from guard_support import slow_tree, small_tree
 
 import aether
 from aether_guard import schema
-from conftest import slow_tree, small_tree
 
 
 def _start_interrupted(client, params, at: int, action):
