@@ -136,8 +136,8 @@ def test_sigterm_cancels_running_operations_and_the_client_reconnects(genv):
     svc = genv.start()
     c = genv.client()
     first = c.call(schema.Baseline()).baseline
-    slow_tree(genv.tree, small=1000)
-    op, fired = _start_interrupted(c, schema.Baseline(), 100,
+    slow_tree(genv.tree)
+    op, fired = _start_interrupted(c, schema.Baseline(), 3000,
                                    lambda o: svc.proc.send_signal(signal.SIGTERM))
     with pytest.raises(aether.OperationError) as err:
         op.wait(timeout=30)
