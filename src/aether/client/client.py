@@ -326,9 +326,9 @@ class Client:
                 event = self.proto.receive(data)
             self._expect(event, m.MapReady, "M2")
             assert isinstance(event, m.MapReady)
-            side = MappingClientSide(fds, event.ring_size, event.region_size,
+            handed, fds = fds, []  # MappingClientSide owns (and on failure closes) them
+            side = MappingClientSide(handed, event.ring_size, event.region_size,
                                      last_op_id=old.ops.last_op_id if old else 0)
-            fds = []
         except ProtocolError as exc:
             if self.proto.state is State.VERIFYING:
                 self.channel.try_send(self.proto.send(m.TestVerified(int(ErrorCode.BAD_BLOCK))))

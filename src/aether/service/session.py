@@ -462,6 +462,18 @@ class Session:
         earlier ones. Then ring the client's doorbell if it sleeps."""
         mapping = self.mapping
         assert mapping is not None
+        with self._lock:
+            try:
+                mapping.replies.put(kind, op_id, arg, payload)
+                full = False
+            except rings.RingFull:
+                full = True
+        if full:
+            self._reply_slowly(mapping, kind, op_id, arg, payload)
+        mapping.ring_peer()
+
+    def _reply_slowly(self, mapping: MappingServiceSide, kind: FrameKind, op_id: int, arg: int,
+                      payload: bytes | memoryview) -> None:
         deadline = time.monotonic() + self.host.limits.send_timeout
         watch = (self.channel.fileno(), *self._extra_fds())
         while True:
@@ -478,7 +490,6 @@ class Session:
             osapi.wait_readable(watch, 0.001)
             if self._client_exited():
                 raise _EndSession()
-        mapping.ring_peer()
 
     def _trim_buffers(self) -> None:
         """Give back large per-session buffers once the session has been quiet

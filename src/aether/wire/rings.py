@@ -75,6 +75,7 @@ W_CLIENT_SLEEPING: Final = 48
 
 FRAME: Final = struct.Struct("<HHIQIIII")
 assert FRAME.size == FRAME_SIZE
+_CRC: Final = struct.Struct("<I")
 
 _EXECUTE: Final = int(FrameKind.EXECUTE)
 _CANCEL: Final = int(FrameKind.CANCEL)
@@ -263,9 +264,10 @@ class RingWriter:
             head += room
         seq = self.seq
         FRAME.pack_into(hdr, 0, kind, 0, seq, op_id, arg, length, 0, 0)
-        crc = _crc32(data[pos + FRAME_SIZE:pos + FRAME_SIZE + length], _crc32(self._hdr28, 0))
-        FRAME.pack_into(hdr, 0, kind, 0, seq, op_id, arg, length, 0, crc & _U32)
-        data[pos:pos + FRAME_SIZE] = hdr
+        start = pos + FRAME_SIZE
+        crc = _crc32(data[start:start + length], _crc32(self._hdr28, 0))
+        _CRC.pack_into(hdr, 28, crc & _U32)
+        data[pos:start] = hdr
         self.seq = (seq + 1) & _U32
         head += FRAME_SIZE + ((length + 7) & ~7)
         self.head = head
