@@ -195,3 +195,17 @@ def test_sink_reads_in_place(testsvc: ServiceProcess) -> None:
             assert len(view) == 10_000 and not any(view)
             view.release()
         assert client.echo(b"next") == b"next"
+
+
+def test_new_rings_while_an_operation_runs_is_refused(testsvc: ServiceProcess) -> None:
+    from aether.wire import messages as m
+    peer = RawMapPeer(testsvc.socket_path)
+    try:
+        peer.execute(0x0F01, {"steps": 1000, "delay": 0.01})  # test.slow, in a worker
+        wait_until(lambda: peer.ctl[rings.W_REP_HEAD] > 0, 10, "STARTED",
+                   watch_pid=testsvc.pid)
+        peer.channel.send(peer.proto.send(m.MapMode(1 << 20)))
+        assert peer.closed_by_service(5)
+        assert_serving(testsvc)
+    finally:
+        peer.close()

@@ -543,6 +543,9 @@ class Session:
                 self._handshake(deadline=time.monotonic() + self.host.limits.handshake_timeout)
             case m.MapMode(ring_size=size):
                 # larger rings (step M4): a new region, then TEST_VERIFIED as in M3
+                if self.running is not None or (
+                        self.mapping is not None and self.mapping.ops.current_op_id):
+                    self._fatal(ErrorCode.PROTOCOL, "MAP_MODE while an operation runs")
                 self._map(size)
                 self._handshake(deadline=time.monotonic() + self.host.limits.handshake_timeout)
             case m.Goodbye() | m.ConnectionClosed() | m.Error():
