@@ -81,7 +81,7 @@ def floor_eventfd(count: int) -> dict[str, float]:
     pid = os.fork()
     if pid == 0:
         try:
-            for i in range(1, count + 1):
+            for _ in range(count):
                 os.eventfd_read(to_child)
                 q[8] = q[0]
                 os.eventfd_write(to_parent, 1)

@@ -748,6 +748,9 @@ class Client:
                 except ProtocolError as exc:
                     self._break(op, f"bad reply ring: {exc}")
                     break
+                except ValueError:  # the region was unmapped under us by close()
+                    self._break(op, "the client was closed")
+                    break
                 keep = False
                 try:
                     final = mapped.ops.reply(kind, op_id, arg)

@@ -70,7 +70,7 @@ TRIM_THRESHOLD = 1024 * 1024
 TRIM_AFTER = 1.0
 
 
-@dataclass
+@dataclass(slots=True)
 class _RunningOp:
     op_id: int
     spec: OperationSpec
