@@ -183,7 +183,7 @@ class TestRegistry:
 # --------------------------------------------------------------------------
 
 # Pinned: a change here is a wire-visible change (HELLO's fingerprint, §7).
-BUILTINS_FINGERPRINT = 0xEAE0A4B703BDBD69
+BUILTINS_FINGERPRINT = 0xC8EF293987AA8AD1  # aether.sink added (issue 4)
 
 SCHEMA_MODULE = '''
 from typing import Literal
