@@ -476,6 +476,11 @@ class Session:
                       payload: bytes | memoryview) -> None:
         deadline = time.monotonic() + self.host.limits.send_timeout
         watch = (self.channel.fileno(), *self._extra_fds())
+        writer = mapping.replies
+
+        def caught_up() -> bool:
+            return writer.peer_tail() == writer.head
+
         while True:
             with self._lock:
                 try:
@@ -487,6 +492,8 @@ class Session:
                 raise PeerGoneError(f"client has not read its replies for "
                                     f"{self.host.limits.send_timeout:.1f} s")
             mapping.ring_peer()
+            if spin_until(caught_up, 0.0005):
+                continue
             osapi.wait_readable(watch, 0.001)
             if self._client_exited():
                 raise _EndSession()
