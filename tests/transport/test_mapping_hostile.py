@@ -190,6 +190,15 @@ def test_sink_reads_in_place(testsvc: ServiceProcess) -> None:
         with client.loan(aether.schema.builtins.Sink(data=b""), 1 << 20) as loan:
             loan.buffer[:] = b"\x07" * (1 << 20)
             assert loan.call(timeout=10) == 1 << 20
+        with client.loan(aether.schema.builtins.Sink(data=b""), 1 << 20,
+                         checksum=False) as loan:
+            loan.buffer[:] = b"\x07" * (1 << 20)
+            assert loan.call(timeout=10) == 1 << 20
+        with client.loan(aether.schema.builtins.Echo(data=b""), 8, checksum=False) as loan:
+            loan.buffer[:] = b"12345678"
+            with pytest.raises(aether.OperationError) as info:
+                loan.call(timeout=10)
+            assert info.value.status == Status.REJECTED_BAD_PARAMS
         with client.call_in_place(ts.BigResult(size=10_000)) as result:
             view = result.bytes_view()
             assert len(view) == 10_000 and not any(view)

@@ -130,16 +130,17 @@ def aether_echo(path: Path, spin: float, count: int) -> dict[str, float]:
     return _percentiles(samples)
 
 
-def aether_bulk(path: Path, size: int = BULK, repeats: int = 7) -> float:
+def aether_bulk(path: Path, size: int = BULK, repeats: int = 7, checksum: bool = True
+                ) -> float:
     """GB/s of aether.sink with a loan: the caller writes the bytes into the
     request ring (one copy, like the memcpy floor) and the service reads them
-    in place."""
+    in place. With ``checksum`` both ends also pass over the data for the crc."""
     src = memoryview(bytearray(os.urandom(MiB) * (size // MiB)))
     with Client(path, transport="mapping", block_size=size + MiB) as client:
         times = []
         for i in range(repeats + 1):
             t = time.perf_counter()
-            with client.loan(b.Sink(data=b""), size) as loan:
+            with client.loan(b.Sink(data=b""), size, checksum=checksum) as loan:
                 loan.buffer[:] = src
                 assert loan.call(timeout=60) == size
             if i:
@@ -160,7 +161,9 @@ def run(count: int) -> dict[str, Any]:
                                 args=("--spin-us", str(spin_us)), env=env).start() as svc:
                 out[f"aether.mapping.{mode}"] = aether_echo(svc.socket_path, client_spin, count)
                 if mode == "blocking":
-                    out["aether.mapping.loan_gbps"] = aether_bulk(svc.socket_path)
+                    out["aether.mapping.loan_gbps"] = aether_bulk(svc.socket_path,
+                                                                  checksum=False)
+                    out["aether.mapping.loan_crc_gbps"] = aether_bulk(svc.socket_path)
     spin, block = out["aether.mapping.spin"], out["aether.mapping.blocking"]
     out["ratios"] = {
         "spin_p50_vs_floor.spin (goal <= 3)": spin["p50_us"] / out["floor.spin"]["p50_us"],
@@ -169,6 +172,8 @@ def run(count: int) -> dict[str, Any]:
             block["p50_us"] / out["floor.eventfd"]["p50_us"],
         "loan_64MiB_vs_floor.memcpy (goal >= 0.7)":
             out["aether.mapping.loan_gbps"] / out["floor.memcpy_gbps"],
+        "loan_64MiB_with_payload_crc_vs_floor.memcpy":
+            out["aether.mapping.loan_crc_gbps"] / out["floor.memcpy_gbps"],
     }
     return out
 

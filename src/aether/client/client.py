@@ -529,15 +529,20 @@ class Client:
         return op
 
     # -- loans (see aether.client.loan) -------------------------------------------
-    def loan(self, params: Params, size: int) -> Loan:
+    def loan(self, params: Params, size: int, *, checksum: bool = True) -> Loan:
         """A writable ``size``-byte buffer for the last (empty ``bytes``) field
         of ``params``; on the mapping transport it lies in the request ring,
         so bulk data is copied once. ``with client.loan(Sink(data=b""), n) as
-        loan: loan.buffer[:] = ...; loan.call()``."""
+        loan: loan.buffer[:] = ...; loan.call()``.
+
+        ``checksum=False`` (mapping transport) leaves the payload out of the
+        frame's crc, saving two passes over the data; the service accepts that
+        only for operations that read opaque bytes (``aether.sink``) and
+        rejects the parameters (REJECTED_BAD_PARAMS) of any other."""
         spec, prefix = loan_prefix(params, size)
         if self.registry.by_code(spec.code) is not spec:
             raise SchemaError(f"{spec.name} is not in this client's schema")
-        return Loan(self, spec, prefix, size)
+        return Loan(self, spec, prefix, size, checksum=checksum)
 
     def call_in_place(self, params: Params, *, timeout: float | None = None) -> InPlaceResult:
         """Run an operation and return its encoded result *in place* (the reply
@@ -588,7 +593,7 @@ class Client:
             raise
 
     def _start_loan(self, spec: Any, whole: memoryview, total: int, op_id: int,
-                    on_progress: ProgressCallback | None) -> Operation:
+                    on_progress: ProgressCallback | None, checksum: bool = True) -> Operation:
         mapped = self._mapped
         if not self._loan_mapped or mapped is None:
             self._op_lock.release()
@@ -599,7 +604,8 @@ class Client:
         op = Operation(self, op_id, spec.name, spec.code, on_progress)
         self._current = op
         try:
-            mapped.commit_loan(op_id, spec.code, total)
+            mapped.commit_loan(op_id, spec.code, total,
+                               0 if checksum else rings.FLAG_HEADER_CRC)
         except BaseException:
             self._current = None
             self._op_lock.release()

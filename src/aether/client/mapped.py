@@ -105,9 +105,9 @@ class MappedCalls:
             self._wlock.release()
             raise
 
-    def commit_loan(self, op_id: int, code: int, size: int) -> None:
+    def commit_loan(self, op_id: int, code: int, size: int, flags: int = 0) -> None:
         try:
-            self.writer.commit(_EXECUTE, op_id, code, size)
+            self.writer.commit(_EXECUTE, op_id, code, size, flags)
         finally:
             self._wlock.release()
         self.side.ring_peer()

@@ -436,6 +436,12 @@ class Session:
                 self._reply_busy(op_id)
                 return
             try:
+                if reader.flags & rings.FLAG_HEADER_CRC and arg not in _IN_PLACE:
+                    self.operations += 1
+                    self._reject(op_id, Status.REJECTED_BAD_PARAMS,
+                                 "parameters without a payload crc are accepted only by "
+                                 "operations that read opaque bytes (aether.sink)")
+                    return
                 # The payload is read in place (decoded, or handed to an inline
                 # handler such as aether.sink) before the frame is released.
                 self._start(op_id, arg, payload)
