@@ -208,8 +208,7 @@ def test_header_only_crc_covers_the_header_but_not_the_payload() -> None:
 
 
 def test_header_only_crc_only_on_execute() -> None:
-    ctl, req, rep = region()
-    rings.reply_writer(ctl, rep).reserve(0)
+    ctl, _req, rep = region()
     w = rings.reply_writer(ctl, rep)
     w.reserve(0)
     w.commit(FrameKind.DONE, 1, 1, 0, rings.FLAG_HEADER_CRC)
