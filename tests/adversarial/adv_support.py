@@ -1,0 +1,179 @@
+"""Helpers of the adversarial suite (issue 7) that are not fixtures.
+
+- :class:`Forked`: a child made by ``fork()`` without ``exec`` (pyenv's
+  Python under /root is 0700, so a child that drops to another uid could not
+  exec it), talking JSON over a ``SOCK_SEQPACKET`` pair that also carries
+  descriptors (``SCM_RIGHTS``) both ways.
+- :func:`service_footprint`: VmRSS, open fds and threads of a process from
+  ``/proc``, for the "service memory and fds stay bounded" checks.
+- :func:`take_pid`: arrange for the next process forked to get a given pid
+  (``/proc/sys/kernel/ns_last_pid``), to stage pid reuse for real.
+
+The hostile suite's helpers (``rawpeer``, ``hostile_support``) are reused by
+import; ``conftest.py`` puts ``tests/hostile`` on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from aether.osapi import pidfd_open, wait_pidfd
+from aether.osapi.fdpass import recv_fds, send_fds
+
+NOBODY = 65534
+ATTACKER = 65533  # a second unprivileged uid, distinct from the victim's
+
+
+class Forked:
+    """``body(chan)`` in a forked child; the parent talks to it over ``chan``.
+
+    The child ends with ``os._exit`` whatever happens (never returns into
+    pytest) and has an ``alarm`` safety net, so a broken test cannot leave
+    it behind. ``result()`` waits for its last message and reaps it.
+    """
+
+    def __init__(self, body: Callable[[Channel], Any], *, alarm: int = 60) -> None:
+        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:  # the child: never return from here
+            code = 0
+            try:
+                parent_end.close()
+                signal.signal(signal.SIGALRM, signal.SIG_DFL)
+                signal.alarm(alarm)
+                chan = Channel(child_end)
+                try:
+                    chan.send({"done": True, "value": body(chan)})
+                except BaseException as exc:  # reported to the parent, which fails the test
+                    code = 1
+                    chan.send({"done": True, "error": f"{type(exc).__name__}: {exc}",
+                               "trace": traceback.format_exc()})
+            finally:
+                os._exit(code)
+        child_end.close()
+        self.pid = pid
+        self.chan = Channel(parent_end)
+        self.pidfd = pidfd_open(pid)
+        self.reaped = False
+
+    def recv(self, timeout: float = 10.0) -> dict[str, Any]:
+        msg = self.chan.recv(timeout)
+        if msg.get("done") and "error" in msg:
+            raise AssertionError(f"forked child failed: {msg['error']}\n{msg['trace']}")
+        return msg
+
+    def send(self, **fields: Any) -> None:
+        self.chan.send(fields)
+
+    def result(self, timeout: float = 30.0) -> Any:
+        """The body's return value (AssertionError with its traceback if it raised)."""
+        while True:
+            msg = self.recv(timeout)
+            if msg.get("done"):
+                self.reap(timeout)
+                return msg["value"]
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if not self.reaped:
+            os.kill(self.pid, sig)
+
+    def reap(self, timeout: float = 10.0) -> int:
+        """Wait for the child to end (killing it past ``timeout``); its status."""
+        if self.reaped:
+            return 0
+        if not wait_pidfd(self.pidfd, timeout):
+            os.kill(self.pid, signal.SIGKILL)
+        _, status = os.waitpid(self.pid, 0)
+        self.reaped = True
+        os.close(self.pidfd)
+        return status
+
+    def close(self) -> None:
+        if not self.reaped:
+            self.kill()
+            self.reap()
+        self.chan.close()
+
+
+class Channel:
+    """JSON messages (and descriptors) over one end of a SEQPACKET pair."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.fds: list[int] = []  # descriptors received, oldest first
+
+    def send(self, msg: dict[str, Any], fds: tuple[int, ...] = ()) -> None:
+        data = json.dumps(msg).encode()
+        if fds:
+            send_fds(self.sock, data, list(fds))
+        else:
+            self.sock.sendall(data)
+
+    def recv(self, timeout: float = 10.0) -> dict[str, Any]:
+        ready, _, _ = select.select([self.sock], [], [], timeout)
+        if not ready:
+            raise AssertionError(f"no message from the other process within {timeout} s")
+        data, fds = recv_fds(self.sock, 1 << 20, 8)
+        self.fds.extend(fds)
+        if not data:
+            raise AssertionError("the other process closed the channel")
+        msg: dict[str, Any] = json.loads(data)
+        return msg
+
+    def close(self) -> None:
+        for fd in self.fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.fds.clear()
+        self.sock.close()
+
+
+def footprint(pid: int) -> dict[str, int]:
+    """VmRSS (KiB), open descriptors and threads of ``pid``, from /proc."""
+    out = {"fds": len(os.listdir(f"/proc/{pid}/fd"))}
+    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            if key == "VmRSS":
+                out["rss_kib"] = int(value.split()[0])
+            elif key == "Threads":
+                out["threads"] = int(value.split()[0])
+    return out
+
+
+NS_LAST_PID = "/proc/sys/kernel/ns_last_pid"
+
+
+def can_choose_pids() -> bool:
+    try:
+        with open(NS_LAST_PID, "r+", encoding="ascii"):
+            return True
+    except OSError:
+        return False
+
+
+def take_pid(pid: int, body: Callable[[Channel], Any], attempts: int = 50) -> Forked | None:
+    """Fork ``body`` so that the child gets ``pid`` (a pid that was freed).
+
+    Writes ``pid - 1`` to ns_last_pid (the CRIU interface; root in the pid
+    namespace's owner) right before ``fork``. Other processes on the machine
+    may take the pid first; then the wrong child is killed and it retries.
+    None if the pid could not be had.
+    """
+    for _ in range(attempts):
+        with open(NS_LAST_PID, "w", encoding="ascii") as fh:
+            fh.write(str(pid - 1))
+        child = Forked(body)
+        if child.pid == pid:
+            return child
+        child.close()
+    return None
