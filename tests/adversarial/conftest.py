@@ -44,11 +44,11 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to use a s
 
 
 def open_service(target: str, name: str, env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = ()) -> Iterator[Svc]:
+                 args: tuple[str, ...] = (), cls: type[Svc] = Svc) -> Iterator[Svc]:
     """A service other uids can reach: 0755 directory, socket 0666."""
     directory = Path(tempfile.mkdtemp(prefix=f"aether-adv-{name}-"))
     os.chmod(directory, 0o755)
-    service = Svc(target, directory / f"{name}.ctl", env=env, args=("--mode", "0666", *args))
+    service = cls(target, directory / f"{name}.ctl", env=env, args=("--mode", "0666", *args))
     service.start()
     try:
         yield service
