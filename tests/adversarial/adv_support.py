@@ -18,15 +18,22 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import socket
+import tempfile
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
+
+from hostile_support import Svc
 
 from aether.osapi import pidfd_open, wait_pidfd
 from aether.osapi.fdpass import recv_fds, send_fds
 
+HERE = Path(__file__).resolve().parent
+HOSTILE = HERE.parent / "hostile"
 NOBODY = 65534
 ATTACKER = 65533  # a second unprivileged uid, distinct from the victim's
 
@@ -100,6 +107,20 @@ class Forked:
             self.kill()
             self.reap()
         self.chan.close()
+
+
+def open_service(target: str, name: str, env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = (), cls: type[Svc] = Svc) -> Iterator[Svc]:
+    """A service other uids can reach: 0755 directory, socket 0666."""
+    directory = Path(tempfile.mkdtemp(prefix=f"aether-adv-{name}-"))
+    os.chmod(directory, 0o755)
+    service = cls(target, directory / f"{name}.ctl", env=env, args=("--mode", "0666", *args))
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 class Channel:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,25 +37,10 @@ spawn_peer = _hostile.spawn_peer
 victim = _hostile.victim
 slow_tree = _hostile.slow_tree
 
+from adv_support import open_service  # noqa: E402
 from hostile_support import Svc  # noqa: E402
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to use a second uid")
-
-
-def open_service(target: str, name: str, env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = (), cls: type[Svc] = Svc) -> Iterator[Svc]:
-    """A service other uids can reach: 0755 directory, socket 0666."""
-    directory = Path(tempfile.mkdtemp(prefix=f"aether-adv-{name}-"))
-    os.chmod(directory, 0o755)
-    service = cls(target, directory / f"{name}.ctl", env=env, args=("--mode", "0666", *args))
-    service.start()
-    try:
-        yield service
-    finally:
-        service.stop()
-        import shutil
-
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -34,8 +34,7 @@ from pathlib import Path
 
 import adversarial_targets as at
 import pytest
-from adv_support import NOBODY, Forked, footprint
-from conftest import HERE, HOSTILE, open_service
+from adv_support import HERE, HOSTILE, NOBODY, Forked, footprint, open_service
 from hostile_support import Svc
 from rawpeer import Arena, RawPeer
 
@@ -46,7 +45,7 @@ from aether.osapi.fdpass import send_fds
 from aether.primitives.pipes import create_pipe
 from aether.schema import builtins as b, encode
 from aether.testing import python_env, wait_until
-from aether.wire import ErrorCode, Status, messages as m
+from aether.wire import ErrorCode, messages as m
 
 RSS_BOUND_KIB = 16 * 1024  # growth allowed over a whole case (allocator noise, caches)
 

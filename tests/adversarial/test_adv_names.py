@@ -19,12 +19,10 @@ from __future__ import annotations
 import os
 import socket
 import stat
-from pathlib import Path
 
 import pytest
 from adv_support import NOBODY, Forked
 
-import aether
 from aether.errors import AetherError, ConnectError
 from aether.osapi import drop_privileges
 from aether.primitives.atoms import GlobalAtomTable
