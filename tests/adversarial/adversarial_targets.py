@@ -15,6 +15,7 @@ import threading
 
 import aether
 import aether_guard.schema
+from aether import osapi
 from aether.service import OperationContext
 from aether_guard.schema import HashTree
 from aether_guard.service import hash_tree
@@ -57,3 +58,18 @@ def chatty(params: Chatty, ctx: OperationContext) -> int:
             raise aether.Cancelled("cancelled")
         ctx.progress(i + 1, params.count, "")
     return params.count
+
+
+# ``nopidfd``: the service as it runs on a kernel without SO_PEERPIDFD
+# (Linux < 6.5, e.g. Debian 12's 6.1). The kernel here has it, so its probe
+# is answered "no" while this one service is built; everything else is real.
+def _no_peer_pidfd() -> bool:
+    return False
+
+
+_probe = osapi.peer_pidfd_supported
+osapi.peer_pidfd_supported = _no_peer_pidfd
+try:
+    nopidfd = aether.Service("adv-nopidfd", schema=SCHEMAS, limits=LIMITS)
+finally:
+    osapi.peer_pidfd_supported = _probe

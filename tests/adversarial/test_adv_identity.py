@@ -349,3 +349,50 @@ def test_client_refuses_an_impostor_on_its_user_socket_path(svc, setup):
     # the client sent nothing at all: no CLIENT_PID, no block address
     assert all(entry == "connect" for entry in got), got
     svc.assert_serving()
+
+
+# -- T3 on kernels without SO_PEERPIDFD: the memory transport is refused -------------------
+def test_without_peer_pidfd_memory_transport_is_refused(tmp_path):
+    """Where the kernel cannot give the peer's pidfd end to end, a pidfd
+    opened from the pid number would leave the reuse window of T3 open: the
+    service does not offer the memory transport at all, a raw CLIENT_PID is
+    a protocol error and touches nothing, and aether.Client falls back to the
+    socket transport with the reason."""
+    import adversarial_targets as at
+    from adv_support import HERE, HOSTILE
+    from hostile_support import Svc
+
+    from aether.testing import python_env
+    from aether.wire import Transport
+
+    class NoPidfdSvc(Svc):
+        def client(self, timeout: float = 1.0) -> aether.Client:
+            return aether.Client(self.path, schema=at.SCHEMAS, transport="auto",
+                                 timeout=timeout)
+
+        def assert_serving(self) -> None:
+            with self.client() as c:
+                assert c.transport == "socket" and c.echo(b"ok") == b"ok"
+
+    os.chmod(tmp_path, 0o700)
+    env = {"PYTHONPATH": os.pathsep.join([str(HERE), str(HOSTILE), python_env()["PYTHONPATH"]])}
+    service = NoPidfdSvc("adversarial_targets:nopidfd", tmp_path / "nopidfd.ctl", env=env)
+    service.start()
+    arena = Arena()
+    try:
+        with RawPeer(service.path) as peer:
+            hello = peer.hello()
+            assert not hello.transports & Transport.MEMORY, hello
+            peer.send(m.ClientPid(os.getpid()))
+            peer.send(m.AddrParam(arena.param, arena.param_size))
+            peer.send(m.AddrRetn(arena.retn, arena.retn_size))
+            peer.send(m.IpcTest())
+            kind, code = peer.outcome()
+            assert kind == "error" and ErrorCode(code) == ErrorCode.PROTOCOL, (kind, code)
+        assert arena.holds_pattern() and arena.canaries_intact()
+        with service.client() as client:
+            assert client.transport == "socket" and client.fallback_reason
+            assert client.echo(b"over the socket") == b"over the socket"
+    finally:
+        arena.close()
+        service.stop()
