@@ -51,7 +51,8 @@ def make_tree(root: Path, files: int = 240, seed: int = 1337) -> int:
 
 @click.command()
 @click.option("--files", default=240, show_default=True, help="Files in the demo tree.")
-@click.option("--transport", type=click.Choice(["auto", "memory", "socket"]), default="auto",
+@click.option("--transport", type=click.Choice(["auto", "memory", "mapping", "socket"]),
+              default="auto",
               show_default=True)
 @click.option("--keep", is_flag=True, help="Keep the demo directory afterwards.")
 @handle_errors

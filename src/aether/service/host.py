@@ -152,6 +152,10 @@ class Service:
         def echo(params: b.Echo, ctx: OperationContext) -> bytes:
             return params.data
 
+        @self.handler(b.Sink, inline=True)
+        def sink(params: b.SinkView, ctx: OperationContext) -> int:
+            return len(params.data)  # read in place: decoded as a view (b.IN_PLACE)
+
     # -- bookkeeping called by sessions ---------------------------------------
     def session_established(self, session: Session) -> None:
         pass
