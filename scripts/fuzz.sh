@@ -6,7 +6,7 @@
 #   bash scripts/fuzz.sh --time 120 wire      # one harness, 120 s
 #   bash scripts/fuzz.sh --time 600 -- -jobs=2  # extra libFuzzer options
 #
-# Harnesses: wire, states, schema (fuzz/fuzz_<name>.py). A corpus grows in
+# Harnesses: wire, states, schema, rings (fuzz/fuzz_<name>.py). A corpus grows in
 # fuzz/corpus/<name>/ (not committed); a crash leaves its input in
 # fuzz/crashes/<name>-crash-*: add it to REGRESSIONS in
 # tests/adversarial/test_adv_fuzz.py and fix the bug. CI runs the same
@@ -26,7 +26,7 @@ while (($#)); do
         *) names+=("$1"); shift ;;
     esac
 done
-((${#names[@]})) || names=(wire states schema)
+((${#names[@]})) || names=(wire states schema rings)
 
 if ! .venv/bin/python -c 'import atheris' >/dev/null 2>&1; then
     bash scripts/install.sh test,fuzz

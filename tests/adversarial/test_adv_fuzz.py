@@ -26,9 +26,9 @@ ROOT = HERE.parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from fuzz import fuzz_schema, fuzz_states, fuzz_wire  # noqa: E402
+from fuzz import fuzz_rings, fuzz_schema, fuzz_states, fuzz_wire  # noqa: E402
 
-from aether.wire import Code  # noqa: E402
+from aether.wire import Code, rings  # noqa: E402
 
 CASES = settings(max_examples=1000, deadline=None, derandomize=False,
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -70,6 +70,41 @@ schema_inputs: SearchStrategy[bytes] = st.one_of(
 )
 
 
+def _frames(specs: list[tuple[int, int, int, bytes, bool]], head_delta: int) -> bytes:
+    """Request-ring bytes holding frames with honest crcs (unless told to
+    lie), and the head index after them (moved by ``head_delta``)."""
+    out = bytearray()
+    for seq, (kind, op_id, arg, payload, lie) in enumerate(specs, start=1):
+        header = bytearray(rings.FRAME.pack(kind, 0, seq, op_id, arg, len(payload), 0, 0))
+        crc = rings.frame_crc(header, payload) ^ (1 if lie else 0)
+        rings.FRAME.pack_into(header, 0, kind, 0, seq, op_id, arg, len(payload), 0, crc)
+        out += header + payload + bytes(-len(payload) % 8)
+    head = max(0, len(out) + head_delta)
+    return b"\x01" + struct.pack("<Q", head) + bytes(out)
+
+
+ring_inputs: SearchStrategy[bytes] = st.one_of(
+    st.binary(min_size=9, max_size=200),
+    st.builds(
+        _frames,
+        st.lists(st.tuples(st.sampled_from([0xC2, 0xC3, 0xC2, 0xC4, 0xC7, 0x42]),
+                           st.integers(0, 5), st.integers(0, 2**32 - 1),
+                           st.binary(max_size=200), st.booleans()),
+                 max_size=6),
+        st.one_of(st.just(0), st.just(0), st.integers(-64, 64), st.integers(-(1 << 20), 1 << 20)),
+    ),
+    st.builds(lambda tail, payload: b"\x00" + struct.pack("<Q", tail) + payload,
+              st.one_of(st.integers(0, 1 << 13), st.integers(0, (1 << 64) - 1)),
+              st.binary(max_size=1500)),
+)
+
+
+@CASES
+@given(ring_inputs)
+def test_fuzz_mapping_rings(data: bytes) -> None:
+    fuzz_rings.one_input(data)
+
+
 @CASES
 @given(wire_inputs)
 def test_fuzz_wire_messages_and_blocks(data: bytes) -> None:
@@ -93,6 +128,7 @@ REGRESSIONS: list[tuple[str, bytes]] = []
 
 
 def test_fuzz_regressions() -> None:
-    harness = {"wire": fuzz_wire, "states": fuzz_states, "schema": fuzz_schema}
+    harness = {"wire": fuzz_wire, "states": fuzz_states, "schema": fuzz_schema,
+               "rings": fuzz_rings}
     for name, data in REGRESSIONS:
         harness[name].one_input(data)
