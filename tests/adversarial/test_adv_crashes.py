@@ -186,3 +186,53 @@ def test_service_killed_mid_operation_client_outcome_unknown_then_restart(own_gu
     with own_guard.client() as again:
         assert again.call(b.Echo(data=b"back"), timeout=1.0) == b"back"
     assert time.monotonic() - t0 < 1.0
+
+
+# -- a lock owner killed in the primitives (T37) ---------------------------------------------
+def test_mapping_closer_killed_holding_the_exclusive_lock(runtime_dir):
+    """The last holder of a named mapping turns its lease into the exclusive
+    lock to remove the name (_mapping_store rule 4), and is stopped right
+    there, then killed. An opener meanwhile waits (the lock is held by a live
+    process); once the holder dies the kernel drops the lock and the opener
+    goes on at once: no deadlock, and the name is usable again."""
+    import fcntl
+
+    from aether.primitives.mapping import FileMapping
+
+    name = "Local\\adv-lock"
+
+    def holder(chan):
+        mapping = FileMapping.create(name, 4096)
+        lease_fd = mapping._lease.fd  # the handle's own lease (rule 2)
+        fcntl.flock(lease_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # rule 4's conversion
+        chan.send({"locked": True})
+        chan.recv(60)  # killed here, holding the exclusive lock
+
+    child = Forked(holder)
+    opened: dict[str, object] = {}
+    try:
+        assert child.recv()["locked"]
+        child.kill(signal.SIGSTOP)
+
+        def opener() -> None:
+            try:
+                with FileMapping.open_or_create(name, 4096) as m:
+                    opened["created"] = m.created
+            except BaseException as exc:
+                opened["error"] = exc
+
+        worker = threading.Thread(target=opener)
+        worker.start()
+        worker.join(0.3)
+        assert worker.is_alive(), "the open did not wait for the lock holder"
+        child.kill(signal.SIGKILL)
+        t0 = time.monotonic()
+        child.reap()
+        worker.join(5.0)
+        assert not worker.is_alive(), "deadlock after the lock owner died"
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        child.close()
+    assert "error" not in opened, opened
+    with FileMapping.open_or_create(name, 4096) as again:
+        assert again.size >= 4096
