@@ -261,7 +261,10 @@ def _impostor(path: Path, *, bind_as_root: bool = False):
         hello = wire.encode(m.Hello(wire.PROTOCOL_VERSION, fingerprint, 1))
         while True:
             ready, _, _ = select.select([srv, chan.sock, *conns], [], [], 20)
-            if not ready or chan.sock in ready:
+            if not ready:
+                return got
+            if chan.sock in ready:
+                chan.recv()  # read "report" before answering: unread data makes a reset
                 return got
             for s in ready:
                 if s is srv:
@@ -356,8 +359,8 @@ def test_without_peer_pidfd_memory_transport_is_refused(tmp_path):
     """Where the kernel cannot give the peer's pidfd end to end, a pidfd
     opened from the pid number would leave the reuse window of T3 open: the
     service does not offer the memory transport at all, a raw CLIENT_PID is
-    a protocol error and touches nothing, and aether.Client falls back to the
-    socket transport with the reason."""
+    a protocol error and touches nothing, and aether.Client falls back to a
+    transport that needs no cross-process memory access, with the reason."""
     import adversarial_targets as at
     from adv_support import HERE, HOSTILE
     from hostile_support import Svc
@@ -372,7 +375,7 @@ def test_without_peer_pidfd_memory_transport_is_refused(tmp_path):
 
         def assert_serving(self) -> None:
             with self.client() as c:
-                assert c.transport == "socket" and c.echo(b"ok") == b"ok"
+                assert c.transport != "memory" and c.echo(b"ok") == b"ok"
 
     os.chmod(tmp_path, 0o700)
     env = {"PYTHONPATH": os.pathsep.join([str(HERE), str(HOSTILE), python_env()["PYTHONPATH"]])}
@@ -390,9 +393,9 @@ def test_without_peer_pidfd_memory_transport_is_refused(tmp_path):
             kind, code = peer.outcome()
             assert kind == "error" and ErrorCode(code) == ErrorCode.PROTOCOL, (kind, code)
         assert arena.holds_pattern() and arena.canaries_intact()
-        with service.client() as client:
-            assert client.transport == "socket" and client.fallback_reason
-            assert client.echo(b"over the socket") == b"over the socket"
+        with service.client() as client:  # the mapping transport needs no pidfd
+            assert client.transport in ("mapping", "socket") and client.fallback_reason
+            assert client.echo(b"not over memory") == b"not over memory"
     finally:
         arena.close()
         service.stop()
