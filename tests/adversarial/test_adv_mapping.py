@@ -370,3 +370,50 @@ def test_client_refuses_a_bad_map_ready(tmp_path, case):
         MappingClientSide(fds, RING, region)
     after = len(os.listdir("/proc/self/fd"))
     assert after == before - len(fds)  # every one of them closed
+
+
+# -- floods through the rings (T25) ------------------------------------------------------------
+def test_execute_flood_through_the_ring_while_busy_never_read(svc, slow_tree):
+    """A long operation runs; the client then pushes EXECUTE frames as fast as
+    the ring takes them and never reads a reply. The service answers
+    REJECTED_BUSY into a reply ring nobody drains; its memory and threads do
+    not grow with the flood, the session ends (busy limit, or a full ring the
+    client does not drain), and other clients are served throughout."""
+    from adv_support import footprint
+
+    from aether_guard.schema import HashTree
+
+    before = footprint(svc.pid)
+    client = MappedPeer(svc.path)
+    try:
+        client.execute(1, encode(HashTree(root=str(slow_tree))), op_code=0x0101)
+        kind, op_id, status, _ = client.reply()
+        assert (kind, op_id, status) == (FrameKind.STARTED, 1, Status.STARTED)
+        sent = 0
+        deadline = time.monotonic() + 5.0
+        ended = False
+        while time.monotonic() < deadline and sent < 2000:
+            try:
+                client.side.requests.put(int(FrameKind.EXECUTE), 2 + sent, ECHO,
+                                         _echo_payload(b"flood"))
+            except rings.RingFull:
+                client.wake()
+                ready, _, _ = select.select([client.peer.sock], [], [], 0.05)
+                if ready:
+                    ended = True
+                    break
+                continue
+            sent += 1
+            client.wake()
+        svc.assert_serving()  # during the flood
+        if not ended:
+            ready, _, _ = select.select([client.peer.sock], [], [], 5.0)
+            assert ready, f"the session outlived a flood of {sent} EXECUTEs"
+        kind_, code = client.peer.outcome()
+        assert kind_ in ("error", "closed"), (kind_, code)
+        print(f"flood: {sent} EXECUTE frames, then {kind_} {ErrorCode(code).name}")
+        during = footprint(svc.pid)
+        assert during["rss_kib"] - before["rss_kib"] < 32 * 1024, (before, during)
+    finally:
+        client.close()
+    svc.assert_serving()
