@@ -27,27 +27,33 @@ import time
 from pathlib import Path
 
 import pytest
-from adv_support import Forked
+from adv_support import RING, Forked, MappedPeer
 from hostile_support import Svc
 from rawpeer import Arena, RawPeer
 
 import aether
 import aether_guard.schema
+from aether import wire
+from aether.osapi.fdpass import recv_fds
 from aether.schema import builtins as b, encode
 from aether.testing import wait_until
-from aether.wire import Status, messages as m
+from aether.transport.mapping import MappingClientSide
+from aether.wire import FrameKind, Status, messages as m
 from aether_guard.schema import HashTree
 
 HASH_TREE = 0x0101
 STAGES = ["connected", "hello", "client_pid", "addr_param", "addr_retn", "ipc_test",
-          "test_verified", "op_started", "op_progress"]
-HALF_OPEN = {"connected", "hello", "client_pid", "addr_param", "addr_retn", "ipc_test"}
+          "test_verified", "op_started", "op_progress", "map_ready", "map_op"]
+HALF_OPEN = {"connected", "hello", "client_pid", "addr_param", "addr_retn", "ipc_test",
+             "map_ready"}
 
 
 def _stage_client(path: Path, stage: str, tree: Path):
     """A raw client that stops right after ``stage`` and waits to be signalled."""
 
     def body(chan):
+        if stage.startswith("map_"):
+            return _mapped_stage(chan, path, stage, tree)
         arena = Arena()
         peer = RawPeer(path)
         steps = [
@@ -74,6 +80,26 @@ def _stage_client(path: Path, stage: str, tree: Path):
         chan.recv(60)  # never comes: the test kills us
 
     return body
+
+
+def _mapped_stage(chan, path: Path, stage: str, tree: Path) -> None:
+    """The mapping transport's steps: MAP_READY received (region mapped, no
+    TEST_VERIFIED yet), or an operation running through the rings."""
+    if stage == "map_ready":
+        peer = RawPeer(path)
+        peer.hello()
+        peer.send(m.MapMode(RING))
+        data, fds = recv_fds(peer.sock, 4096, 3)
+        ready = wire.decode(data)
+        side = MappingClientSide(fds, ready.ring_size, ready.region_size)
+    else:
+        client = MappedPeer(path)
+        client.execute(1, encode(HashTree(root=str(tree))), op_code=HASH_TREE)
+        kind, _, status, _ = client.reply()
+        assert (kind, status) == (FrameKind.STARTED, Status.STARTED)
+        side = client.side
+    chan.send({"at": stage, "region": side.region.fd})
+    chan.recv(60)
 
 
 def _holds_mem_of(svc: Svc, pid: int) -> bool:

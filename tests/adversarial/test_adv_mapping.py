@@ -26,78 +26,15 @@ import time
 
 import msgspec
 import pytest
+from adv_support import ECHO, RING, MappedPeer, SessionEnded as _SessionEnded
 from rawpeer import RawPeer
 
-from aether import osapi, wire
+from aether import wire
 from aether.osapi.fdpass import recv_fds, send_fds
 from aether.primitives.pipes import create_pipe
 from aether.schema import builtins as b, encode
 from aether.transport.mapping import MappingClientSide
 from aether.wire import ErrorCode, FrameKind, Status, messages as m, rings
-
-ECHO = 0x0003
-RING = 4096
-
-
-class MappedPeer:
-    """A raw mapping-transport client: control socket plus the mapped rings."""
-
-    def __init__(self, path, ring_size: int = RING) -> None:
-        self.peer = RawPeer(path)
-        self.peer.hello()
-        self.peer.send(m.MapMode(ring_size))
-        ready, _, _ = select.select([self.peer.sock], [], [], 5.0)
-        assert ready, "no MAP_READY"
-        data, fds = recv_fds(self.peer.sock, 4096, 3)
-        ready_msg = wire.decode(data)
-        assert isinstance(ready_msg, m.MapReady), ready_msg
-        self.side = MappingClientSide(fds, ready_msg.ring_size, ready_msg.region_size)
-        self.peer.send(m.TestVerified(0))
-        self.ctl = self.side.ctl
-        self.requests = self.side.region.request_bytes
-
-    def wake(self) -> None:
-        osapi.eventfd_signal(self.side.peer_efd)  # always: the service may be asleep
-
-    def execute(self, op_id: int, payload: bytes, op_code: int = ECHO) -> None:
-        self.side.requests.put(int(FrameKind.EXECUTE), op_id, op_code, payload)
-        self.wake()
-
-    def reply(self, timeout: float = 3.0) -> tuple[int, int, int, bytes]:
-        """The next reply frame (kind, op id, arg, payload copy)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            frame = self.side.replies.poll()
-            if frame is not None:
-                kind, op_id, arg, payload = frame
-                out = (kind, op_id, arg, bytes(payload))
-                payload.release()
-                self.side.replies.release()
-                return out
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("no reply frame")
-            readable = self.side.sleep(self.side.replies.pending, (self.peer.sock.fileno(),),
-                                       remaining)
-            if readable:  # the control socket: the service is ending the session
-                raise _SessionEnded(self.peer.outcome())
-
-    def result(self, op_id: int) -> tuple[int, bytes]:
-        while True:
-            kind, got_id, arg, payload = self.reply()
-            assert got_id == op_id
-            if kind == FrameKind.DONE:
-                return arg, payload
-
-    def close(self) -> None:
-        self.side.close()
-        self.peer.close()
-
-
-class _SessionEnded(Exception):
-    def __init__(self, outcome: tuple[str, int]) -> None:
-        super().__init__(outcome)
-        self.outcome = outcome
 
 
 def _echo_payload(data: bytes) -> bytes:
