@@ -65,7 +65,7 @@ BAD = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(BAD) + ["pickle"])
+@pytest.mark.parametrize("case", [*sorted(BAD), "pickle"])
 def test_bad_inline_payload_is_rejected_and_session_stays_usable(svc, tmp_path, case):
     marker = tmp_path / "unpickled"
     op_code, payload = (ECHO, pickle.dumps(_Gadget(str(marker)))) if case == "pickle" \
