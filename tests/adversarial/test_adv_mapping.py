@@ -29,7 +29,7 @@ import pytest
 from adv_support import ECHO, RING, MappedPeer, SessionEnded as _SessionEnded
 from rawpeer import RawPeer
 
-from aether import wire
+from aether import osapi, wire
 from aether.osapi.fdpass import recv_fds, send_fds
 from aether.primitives.pipes import create_pipe
 from aether.schema import builtins as b, encode
@@ -352,5 +352,31 @@ def test_execute_flood_through_the_ring_while_busy_never_read(svc, slow_tree):
         during = footprint(svc.pid)
         assert during["rss_kib"] - before["rss_kib"] < 32 * 1024, (before, during)
     finally:
+        client.close()
+    svc.assert_serving()
+
+
+def test_doorbell_hammered_by_a_client(svc):
+    """A client rings the service's eventfd in a tight loop with nothing in
+    the ring (spurious wake-ups): its session thread wakes for nothing, but
+    the session stays correct and everyone else is served within 1 s."""
+    client = MappedPeer(svc.path)
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            osapi.eventfd_signal(client.side.peer_efd)
+
+    worker = threading.Thread(target=hammer)
+    worker.start()
+    try:
+        for _ in range(3):
+            svc.assert_serving()
+        client.execute(1, _echo_payload(b"through the noise"))
+        status, data = client.result(1)
+        assert status == Status.OK and msgspec.msgpack.decode(data) == b"through the noise"
+    finally:
+        stop.set()
+        worker.join()
         client.close()
     svc.assert_serving()
