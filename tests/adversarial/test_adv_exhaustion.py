@@ -191,10 +191,13 @@ def test_client_that_never_reads_is_cut_off(tight):
             t0 = time.monotonic()
             # never read: progress messages pile up until the service gives up
             tight.assert_serving()  # others are served meanwhile
-            wait_until(lambda: tight.footprint() == tight.baseline, 5.0,
+            # 20,000 progress reports take about a second on a quiet machine;
+            # the bound is generous for a loaded CI box. What matters: the
+            # session ends although the client never reads.
+            wait_until(lambda: tight.footprint() == tight.baseline, 30.0,
                        "the non-reading client to be cut off", watch_pid=tight.pid)
             took = time.monotonic() - t0
-            assert took < 5.0, took
+            assert took < 30.0, took
             # what the client finds when it finally reads: a full queue of
             # progress, and no DONE (it was cut off instead)
             kinds = set()
