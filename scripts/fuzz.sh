@@ -5,6 +5,8 @@
 #   bash scripts/fuzz.sh                      # every harness, 60 s each
 #   bash scripts/fuzz.sh --time 120 wire      # one harness, 120 s
 #   bash scripts/fuzz.sh --time 600 -- -jobs=2  # extra libFuzzer options
+#   bash scripts/fuzz.sh --save-seeds         # copy the kept corpus into
+#                                             # tests/adversarial/fuzz_seeds.json
 #
 # Harnesses: wire, states, schema, rings (fuzz/fuzz_<name>.py). A corpus grows in
 # fuzz/corpus/<name>/ (not committed); a crash leaves its input in
@@ -15,18 +17,34 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=60
+save_seeds=0
 names=()
 extra=()
 while (($#)); do
     case "$1" in
         --time) seconds="$2"; shift 2 ;;
         --time=*) seconds="${1#--time=}"; shift ;;
+        --save-seeds) save_seeds=1; shift ;;
         --) shift; extra=("$@"); break ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) names+=("$1"); shift ;;
     esac
 done
 ((${#names[@]})) || names=(wire states schema rings)
+
+if ((save_seeds)); then
+    # The corpus the runs kept (inputs that reached new coverage) replays in
+    # CI: tests/adversarial/test_adv_fuzz.py::test_fuzz_corpus_and_regressions.
+    .venv/bin/python - <<'PY'
+import json, pathlib
+root = pathlib.Path("fuzz/corpus")
+out = {d.name: sorted(f.read_bytes().hex() for f in d.iterdir() if f.is_file())
+       for d in sorted(root.iterdir()) if d.is_dir()}
+pathlib.Path("tests/adversarial/fuzz_seeds.json").write_text(json.dumps(out, indent=1, sort_keys=True))
+print({k: len(v) for k, v in out.items()})
+PY
+    exit 0
+fi
 
 if ! .venv/bin/python -c 'import atheris' >/dev/null 2>&1; then
     bash scripts/install.sh test,fuzz

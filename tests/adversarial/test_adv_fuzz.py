@@ -14,10 +14,12 @@ of every shipped schema, and the regression inputs found by atheris.
 
 from __future__ import annotations
 
+import json
 import struct
 import sys
 
 import msgspec
+import pytest
 from adv_support import HERE
 from hypothesis import HealthCheck, given, settings, strategies as st
 from hypothesis.strategies import SearchStrategy
@@ -123,12 +125,18 @@ def test_fuzz_schema_decoder(data: bytes) -> None:
     fuzz_schema.one_input(data)
 
 
-# Inputs the atheris runs found interesting (regressions; see fuzz/README).
+# Inputs that made an atheris run crash, with the fix (none so far), and the
+# corpus the atheris runs kept (fuzz_seeds.json: inputs that reached new
+# coverage), replayed on every CI run.
 REGRESSIONS: list[tuple[str, bytes]] = []
+SEEDS = json.loads((HERE / "fuzz_seeds.json").read_text())
+HARNESS = {"wire": fuzz_wire, "states": fuzz_states, "schema": fuzz_schema, "rings": fuzz_rings}
 
 
-def test_fuzz_regressions() -> None:
-    harness = {"wire": fuzz_wire, "states": fuzz_states, "schema": fuzz_schema,
-               "rings": fuzz_rings}
-    for name, data in REGRESSIONS:
-        harness[name].one_input(data)
+@pytest.mark.parametrize("name", sorted(HARNESS))
+def test_fuzz_corpus_and_regressions(name: str) -> None:
+    inputs = [bytes.fromhex(h) for h in SEEDS.get(name, [])]
+    inputs += [data for harness, data in REGRESSIONS if harness == name]
+    assert inputs, f"no seed corpus for {name}"
+    for data in inputs:
+        HARNESS[name].one_input(data)
