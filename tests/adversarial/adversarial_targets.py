@@ -4,7 +4,7 @@ as ``adversarial_targets:tight`` with this directory on PYTHONPATH).
 ``tight``: the Guard's schema plus two hostile-minded operations, with
 limits small enough that a test reaches every one of them in a few
 connections: 4 sessions per uid, 8 half-open connections per uid (16 in
-all), a 0.5 s handshake timeout, a 0.5 s send timeout (a client that does
+all), a 2 s handshake timeout, a 0.5 s send timeout (a client that does
 not read is cut off), 2 handler threads per uid.
 """
 
@@ -37,7 +37,7 @@ schema = sys.modules[__name__]
 SCHEMAS = (aether_guard.schema, schema)
 LIMITS = aether.Limits(
     max_sessions_per_uid=4, max_half_open=16, max_half_open_per_uid=8,
-    handshake_timeout=0.5, send_timeout=0.5, max_workers_per_uid=2,
+    handshake_timeout=2.0, send_timeout=0.5, max_workers_per_uid=2,
     progress_interval=0.0, shutdown_grace=0.5,
 )
 tight = aether.Service("adv-tight", schema=SCHEMAS, limits=LIMITS)

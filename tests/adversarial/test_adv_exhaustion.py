@@ -1,14 +1,14 @@
 """Exhaustion and fairness (threats T23-T27; DESIGN.md "Limits").
 
 Against ``adversarial_targets:tight`` (4 sessions and 8 half-open
-connections per uid, 0.5 s handshake and send timeouts, 2 handler threads
+connections per uid, a 2 s handshake and a 0.5 s send timeout, 2 handler threads
 per uid), socket 0666 so a second uid (65534) can connect:
 
 - one uid at its session limit is refused with LIMITS_EXCEEDED while another
   uid is still served (T24);
 - 1,000 silent connections at once: a real client of another uid completes
   its handshake within 1 s meanwhile, and the flooding uid itself gets in
-  once its half-open connections time out (T23);
+  once its half-open connections time out (2 s; T23);
 - a client that never reads while the service streams progress to it is cut
   off after the send timeout (T25);
 - handlers that never return keep their thread slots (the root-side worker
@@ -158,8 +158,8 @@ def test_thousand_silent_connections_do_not_lock_out_a_real_client(tight):
         # another uid completes its handshake within a second meanwhile
         out = _run_other_uid(tight.path)
         assert out["handshake"] < 1.0, out
-        # the flooding uid itself: once its silent ones time out (0.5 s), it gets in
-        wait_until(lambda: _try_echo(tight), 3.0, "a real root client to get in",
+        # the flooding uid itself: once its silent ones time out (2 s), it gets in
+        wait_until(lambda: _try_echo(tight), 10.0, "a real root client to get in",
                    watch_pid=tight.pid)
     finally:
         for s in silent:
