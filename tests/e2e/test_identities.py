@@ -122,7 +122,9 @@ def test_non_dumpable_client_is_refused_memory_and_falls_back(shared_service):
     assert result["ok"], result
     reason, transport, echoed, why = result["value"]
     assert reason == "memory-access"
-    assert transport == "socket" and echoed == "x"
+    # auto falls back memory -> mapping -> socket (the mapping transport
+    # needs no access to the client's memory)
+    assert transport in ("mapping", "socket") and echoed == "x"
     assert "not dumpable" in why
 
 
