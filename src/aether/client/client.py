@@ -34,6 +34,7 @@ from aether.errors import (
     PeerGoneError,
     ProtocolError,
     SchemaError,
+    ServiceRestartedError,
 )
 from aether.schema import (
     ErrorInfo,
@@ -163,6 +164,7 @@ class Client:
         self._current: Operation | None = None
         self._ptracer_set = False
         self._closed = False
+        self._session_lost = False
         self._describe_cache: dict[str, b.OperationInfo] | None = None
         self._encode_buffer = bytearray()  # reused: no page faults for large payloads
         self.memory: MemoryClientSide | None = None
@@ -476,6 +478,31 @@ class Client:
     def _start(self, code: int, name: str, params: Any,
                on_progress: ProgressCallback | None, *, idempotent: bool,
                encoded: memoryview | None = None) -> Operation:
+        """Start an operation; a session the service ended (it stopped or
+        restarted) is replaced by a new one first. Nothing had been delivered
+        on the old session, so the call is not a retry of anything."""
+        if self._session_lost and not self._closed:
+            self._reconnect()
+        try:
+            return self._start_once(code, name, params, on_progress,
+                                    idempotent=idempotent, encoded=encoded)
+        except (PeerGoneError, ClosedResourceError):
+            if self._closed:
+                raise
+            self._reconnect()
+            return self._start_once(code, name, params, on_progress,
+                                    idempotent=idempotent, encoded=encoded)
+
+    def _reconnect(self) -> None:
+        self._teardown()
+        self._session_lost = False
+        self._describe_cache = None
+        self._encode_buffer = bytearray()  # the failed call may still hold a view of the old
+        self._connect()
+
+    def _start_once(self, code: int, name: str, params: Any,
+                    on_progress: ProgressCallback | None, *, idempotent: bool,
+                    encoded: memoryview | None = None) -> Operation:
         self._check_usable()
         if not self._op_lock.acquire(blocking=False):
             raise BusyResourceError("an operation is already in flight on this session; "
@@ -672,8 +699,11 @@ class Client:
         try:
             self._register_blocks(self._allocate_blocks(p, r), time.monotonic() + self.timeout)
         except BaseException:
-            # A refused registration ends the session on the service's side.
+            # A refused registration ends the session on the service's side;
+            # the refusal is about this client's request, so reconnecting on
+            # the next call (as after a service restart) would hide it.
             self._teardown()
+            self._closed = True
             raise
 
     def _send_cancel(self, op: Operation) -> None:
@@ -721,7 +751,7 @@ class Client:
                         break
                 self._handle(op, event)
         except (PeerGoneError, ClosedResourceError) as exc:
-            self._break(op, f"connection lost: {exc}")
+            self._break(op, f"connection lost: {exc}", restarted=True)
         finally:
             if op.finished and self._current is op:
                 self._current = None
@@ -773,7 +803,7 @@ class Client:
                         payload.release()
                         mapped.reader.release()
         except (PeerGoneError, ClosedResourceError) as exc:
-            self._break(op, f"connection lost: {exc}")
+            self._break(op, f"connection lost: {exc}", restarted=True)
         finally:
             if op.finished and self._current is op:
                 self._current = None
@@ -787,9 +817,13 @@ class Client:
             pinfo = ProgressInfo()
         op._set_progress(min(permille, 1000), pinfo)
 
-    def _break(self, op: Operation, why: str) -> None:
-        op._finish(error=OutcomeUnknownError(op.op_id, int(Status.EMPTY), "UNKNOWN",
-                                             f"{why}; the outcome of {op.name} is unknown"))
+    def _break(self, op: Operation, why: str, *, restarted: bool = False) -> None:
+        if restarted:
+            why = f"service restarted or stopped ({why})"
+        cls = ServiceRestartedError if restarted else OutcomeUnknownError
+        op._finish(error=cls(op.op_id, int(Status.EMPTY), "UNKNOWN",
+                             f"{why}; the outcome of {op.name} is unknown"))
+        self._session_lost = True
         self._teardown()
 
     def _handle(self, op: Operation, event: m.Event) -> None:
@@ -814,9 +848,9 @@ class Client:
             case m.Error(error=code, text=text):
                 self._break(op, f"service error {_error_code_name(code)}: {text}")
             case m.Goodbye(text=text):
-                self._break(op, f"service said goodbye ({text or 'no reason'})")
+                self._break(op, f"service said goodbye: {text or 'no reason'}", restarted=True)
             case m.ConnectionClosed():
-                self._break(op, "the service closed the connection")
+                self._break(op, "the service closed the connection", restarted=True)
 
     def _finish_memory(self, op: Operation, status: int) -> None:
         assert self.memory is not None
