@@ -36,12 +36,13 @@ import aether_guard.schema
 from aether import wire
 from aether.osapi.fdpass import recv_fds
 from aether.schema import builtins as b, encode
+from aether.schema.params import spec_of
 from aether.testing import wait_until
 from aether.transport.mapping import MappingClientSide
 from aether.wire import FrameKind, Status, messages as m
 from aether_guard.schema import HashTree
 
-HASH_TREE = 0x0101
+HASH_TREE = spec_of(HashTree).code  # guard.hash_tree, whatever its number
 STAGES = ["connected", "hello", "client_pid", "addr_param", "addr_retn", "ipc_test",
           "test_verified", "op_started", "op_progress", "map_ready", "map_op"]
 HALF_OPEN = {"connected", "hello", "client_pid", "addr_param", "addr_retn", "ipc_test",

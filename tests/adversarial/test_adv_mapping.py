@@ -33,6 +33,7 @@ from aether import osapi, wire
 from aether.osapi.fdpass import recv_fds, send_fds
 from aether.primitives.pipes import create_pipe
 from aether.schema import builtins as b, encode
+from aether.schema.params import spec_of
 from aether.transport.mapping import MappingClientSide
 from aether.wire import ErrorCode, FrameKind, Status, messages as m, rings
 
@@ -323,7 +324,7 @@ def test_execute_flood_through_the_ring_while_busy_never_read(svc, slow_tree):
     before = footprint(svc.pid)
     client = MappedPeer(svc.path)
     try:
-        client.execute(1, encode(HashTree(root=str(slow_tree))), op_code=0x0101)
+        client.execute(1, encode(HashTree(root=str(slow_tree))), op_code=spec_of(HashTree).code)
         kind, op_id, status, _ = client.reply()
         assert (kind, op_id, status) == (FrameKind.STARTED, 1, Status.STARTED)
         sent = 0

@@ -39,11 +39,12 @@ from rawpeer import (
 
 from aether import wire
 from aether.schema import builtins as b, encode
+from aether.schema.params import spec_of
 from aether.wire import ErrorCode, Status, messages as m
 from aether_guard.schema import HashTree
 
 ECHO = 0x0003
-HASH_TREE = 0x0101
+HASH_TREE = spec_of(HashTree).code  # guard.hash_tree, whatever its number
 
 
 @pytest.fixture
