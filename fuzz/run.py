@@ -16,7 +16,7 @@ import atheris  # the fuzz extra (bash scripts/install.sh test,fuzz)
 
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
-        sys.exit("usage: run.py {wire,states,schema,rings} [libFuzzer options]")
+        sys.exit("usage: run.py {wire,states,schema,rings,names} [libFuzzer options]")
     name = sys.argv.pop(1)
     with atheris.instrument_imports(include=["aether", "aether_guard", "wire_helpers",
                                              f"fuzz_{name}"]):

@@ -8,7 +8,7 @@
 #   bash scripts/fuzz.sh --save-seeds         # copy the kept corpus into
 #                                             # tests/adversarial/fuzz_seeds.json
 #
-# Harnesses: wire, states, schema, rings (fuzz/fuzz_<name>.py). A corpus grows in
+# Harnesses: wire, states, schema, rings, names (fuzz/fuzz_<name>.py). A corpus grows in
 # fuzz/corpus/<name>/ (not committed); a crash leaves its input in
 # fuzz/crashes/<name>-crash-*: add it to REGRESSIONS in
 # tests/adversarial/test_adv_fuzz.py and fix the bug. CI runs the same
@@ -30,7 +30,7 @@ while (($#)); do
         *) names+=("$1"); shift ;;
     esac
 done
-((${#names[@]})) || names=(wire states schema rings)
+((${#names[@]})) || names=(wire states schema rings names)
 
 if ((save_seeds)); then
     # The corpus the runs kept (inputs that reached new coverage) replays in

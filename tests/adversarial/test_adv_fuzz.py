@@ -28,7 +28,7 @@ ROOT = HERE.parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from fuzz import fuzz_rings, fuzz_schema, fuzz_states, fuzz_wire  # noqa: E402
+from fuzz import fuzz_names, fuzz_rings, fuzz_schema, fuzz_states, fuzz_wire  # noqa: E402
 
 from aether.wire import Code, rings  # noqa: E402
 
@@ -125,12 +125,31 @@ def test_fuzz_schema_decoder(data: bytes) -> None:
     fuzz_schema.one_input(data)
 
 
+name_parts = st.sampled_from(["\\\\", "\\", ".", "*", "mailslot", "MAILSLOT", "Local\\",
+                              "Global\\", "Session\\", "..", "/", "#", "0", "65535", "\x00",
+                              "ß", "host", "a"])
+name_inputs: SearchStrategy[bytes] = st.one_of(
+    st.binary(max_size=100),
+    st.lists(name_parts, max_size=8).map(lambda parts: b"\x00" + "".join(parts).encode()),
+    st.builds(lambda path, payload, cut: b"\x01" + fuzz_names.encode_packet(path, payload)[:cut],
+              st.sampled_from(["a", "b\\c", "ß", ""]), st.binary(max_size=50),
+              st.integers(0, 200)),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name_inputs)
+def test_fuzz_names_and_remote_packets(data: bytes) -> None:
+    fuzz_names.one_input(data)
+
+
 # Inputs that made an atheris run crash, with the fix (none so far), and the
 # corpus the atheris runs kept (fuzz_seeds.json: inputs that reached new
 # coverage), replayed on every CI run.
 REGRESSIONS: list[tuple[str, bytes]] = []
 SEEDS = json.loads((HERE / "fuzz_seeds.json").read_text())
-HARNESS = {"wire": fuzz_wire, "states": fuzz_states, "schema": fuzz_schema, "rings": fuzz_rings}
+HARNESS = {"wire": fuzz_wire, "states": fuzz_states, "schema": fuzz_schema, "rings": fuzz_rings,
+           "names": fuzz_names}
 
 
 @pytest.mark.parametrize("name", sorted(HARNESS))
