@@ -118,3 +118,8 @@ def _size(n: int) -> str:
         if n >= scale:
             return f"{n // scale} {unit}"
     return f"{n} B"
+
+
+from aether.bench.guard import command as _guard_bench  # noqa: E402
+
+bench.add_command(_guard_bench)
