@@ -21,6 +21,10 @@ fi
 case ",$extras," in
     *,test,*) ;;
 esac
+case ",$extras," in
+    # dbus-daemon: `aether bench` starts a private bus for the dbus-fast peer
+    *,bench,*) command -v dbus-daemon >/dev/null 2>&1 || need_apt+=(dbus) ;;
+esac
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" -ne 0 ]; then
         echo "install.sh: please install as root: apt-get install ${need_apt[*]}" >&2
