@@ -19,7 +19,7 @@ def connect(spec: dict[str, Any]) -> Endpoint:
     kind = spec["kind"]
     if kind == "aether":
         return AetherEndpoint(spec["path"], spec["transport"], spec["spin"], spec["capacity"],
-                              spec["op"])
+                              spec["op"], spec.get("loan", False))
     endpoints: dict[str, type[Endpoint]] = {
         "seqpacket": m._SeqpacketEndpoint, "stream": m._StreamEndpoint,
         "mp": m._MpEndpoint, "zmq": m._ZmqEndpoint}

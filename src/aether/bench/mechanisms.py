@@ -377,8 +377,11 @@ class DbusFast(Mechanism):
 # -- Aether ---------------------------------------------------------------------------
 
 class AetherEndpoint(Endpoint):
+    """An Aether ``Client``. With ``loan`` and ``aether.sink``, bulk goes through
+    ``Client.loan`` (the payload is written once, in place) where the build has it."""
+
     def __init__(self, path: str, transport: str, spin: float | None, capacity: int,
-                 op: str) -> None:
+                 op: str, loan: bool = False) -> None:
         from aether.client import Client
         from aether.wire import HEADER_SIZE
 
@@ -387,12 +390,22 @@ class AetherEndpoint(Endpoint):
         self.client = Client(path, transport=transport, block_size=block, timeout=20.0,
                              **extra)
         self.op = op
+        self.loan = loan and op == "aether.sink" and hasattr(self.client, "loan")
 
     def caller(self, payload: bytes) -> Callable[[], object]:
         spec = self.client.registry.by_name(self.op)
         assert spec is not None
-        params = spec.params(data=payload)
         call = self.client.call
+        if self.loan:
+            empty, n, lend = spec.params(data=b""), len(payload), self.client.loan
+
+            def loaned() -> bytes:
+                with lend(empty, n) as loan:
+                    loan.buffer[:] = payload
+                    loan.call()
+                return b"k"
+            return loaned
+        params = spec.params(data=payload)
         if self.op == "aether.echo":
             return lambda: call(params)
 
@@ -438,6 +451,7 @@ class AetherVariant(Mechanism):
     transport: str = "memory"
     client_spin: float | None = None  # None: the Client's default
     service_spin_us: int | None = None  # None: the service's default
+    loan: bool = False  # bulk through Client.loan (written in place)
 
     def unavailable(self) -> str | None:
         return aether_unavailable(self.transport)
@@ -473,16 +487,26 @@ class AetherVariant(Mechanism):
         if svc.proc is None or svc.proc.poll() is not None:
             raise RuntimeError("the aether service exited: " + svc.stderr_text()[-300:])
         op = "aether.sink" if sink and sink_available() else "aether.echo"
-        note = ("bulk through aether.echo (this build has no aether.sink): the payload "
-                "also comes back" if sink and op == "aether.echo" else "")
+        note = ""
+        if sink and op == "aether.echo":
+            note = ("bulk through aether.echo (this build has no aether.sink): the payload "
+                    "also comes back")
+        elif sink and self.loan:
+            from aether.client import Client
+
+            note = ("aether.sink through Client.loan (payload written in place)"
+                    if hasattr(Client, "loan") else
+                    "aether.sink, plain call (this build has no Client.loan)")
         pin_process(svc.pid, server_cpus)
         path = str(svc.socket_path)
         try:
             yield Served(
-                lambda: AetherEndpoint(path, self.transport, self.client_spin, capacity, op),
+                lambda: AetherEndpoint(path, self.transport, self.client_spin, capacity, op,
+                                       self.loan),
                 pid=svc.pid, note=note,
                 spec={"kind": "aether", "path": path, "transport": self.transport,
-                      "spin": self.client_spin, "op": op, "capacity": capacity})
+                      "spin": self.client_spin, "op": op, "capacity": capacity,
+                      "loan": self.loan})
         finally:
             pin_process(svc.pid, None)
 
@@ -490,10 +514,10 @@ class AetherVariant(Mechanism):
 AETHER_VARIANTS: list[AetherVariant] = [
     AetherVariant("aether.memory", transport="memory", bulk=True, concurrency=True, rss=True,
                   note="the seed's transport; client and lone session poll up to 300 µs"),
-    AetherVariant("aether.mapping.spin", transport="mapping", busy=True, bulk=True,
+    AetherVariant("aether.mapping.spin", transport="mapping", busy=True, bulk=True, loan=True,
                   concurrency=True, rss=True, note="default spin on both ends"),
     AetherVariant("aether.mapping.blocking", transport="mapping", client_spin=0.0,
-                  service_spin_us=0, bulk=True, concurrency=True, rss=True,
+                  service_spin_us=0, bulk=True, loan=True, concurrency=True, rss=True,
                   note="spin 0 on both ends: every wait sleeps on the eventfd"),
     AetherVariant("aether.socket", transport="socket", bulk=True, concurrency=True, rss=True,
                   note="payload inside the control socket's messages"),

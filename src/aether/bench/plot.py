@@ -19,8 +19,8 @@ def write_plot(report: Report, path: str) -> None:
               if size == 64 and pinning == "unpinned"]
     if series:
         series.sort(key=lambda item: sorted(item[1])[len(item[1]) // 2])
-        ax_lat.boxplot([s for _, s in series], vert=False, whis=(1, 99), showfliers=False,
-                       labels=[m for m, _ in series])
+        ax_lat.boxplot([s for _, s in series], orientation="horizontal", whis=(1, 99),
+                       showfliers=False, tick_labels=[m for m, _ in series])
         ax_lat.set_xscale("log")
         ax_lat.set_xlabel("round trip µs (log scale; box p25-p75, whiskers p1-p99)")
         ax_lat.set_title("64 B echo round trip, unpinned")

@@ -60,7 +60,7 @@ class Config:
             repeats=1,
             latency_counts={64: (300, 2000), 4 * KiB: (100, 400), 64 * KiB: (50, 200)},
             bulk_counts={1 * MiB: (2, 10), 64 * MiB: (1, 3)},
-            clients=(1, 16), load_seconds=0.4, rss_sessions=256)
+            clients=(1, 4), load_seconds=0.3, rss_sessions=64)
 
     @property
     def latency_sizes(self) -> tuple[int, ...]:
