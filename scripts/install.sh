@@ -3,6 +3,7 @@
 #
 #   bash scripts/install.sh            # the package: enough for `aether demo`
 #   bash scripts/install.sh test       # plus what the test suite needs
+#   bash scripts/install.sh test,bench # plus the peers `aether bench` measures
 #
 # Works on a fresh Debian (Python 3.11) as root: Debian packages that an
 # extra needs are installed with apt-get; Python packages with pip into the
