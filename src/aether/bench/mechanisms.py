@@ -356,11 +356,9 @@ class DbusFast(Mechanism):
         from .dbus_peer import PrivateBus
         from .procs import _all_cpus
 
-        # The daemon sits on the client's side of a pinned placement, as in the anchors.
-        daemon_cpus = None
-        if server_cpus is not None:
-            others = _all_cpus() - set(server_cpus)
-            daemon_cpus = frozenset(others) if others else server_cpus
+        # The daemon sits on the client's CPU in a pinned placement, as in the anchors
+        # (procs.placement always gives the client the first usable CPU).
+        daemon_cpus = frozenset({min(_all_cpus())}) if server_cpus is not None else None
         bus = PrivateBus(set(daemon_cpus) if daemon_cpus else None)
         try:
             server = ServerProcess(SERVERS, ["dbus", "--path", bus.address,

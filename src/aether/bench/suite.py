@@ -338,7 +338,7 @@ class Runner:
         self.progress(f"{mech.id} RSS with {n} idle sessions")
         payload = make_payload(64)
         try:
-            with mech.serve(None, sink=False, capacity=64) as served, time_limit(120):
+            with mech.serve(None, sink=False, capacity=64) as served, time_limit(300):
                 assert served.pid is not None
                 before = rss_bytes(served.pid)
                 endpoints = []
