@@ -22,9 +22,16 @@ fi
 case ",$extras," in
     *,test,*) ;;
 esac
+# Guard: the tests check generated units with systemd-analyze; the benchmark runs AIDE.
 case ",$extras," in
-    # dbus-daemon: `aether bench` starts a private bus for the dbus-fast peer
-    *,bench,*) command -v dbus-daemon >/dev/null 2>&1 || need_apt+=(dbus) ;;
+    *,test,*) command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd) ;;
+esac
+# bench: AIDE for the Guard benchmark, dbus-daemon for the private bus of the dbus-fast peer
+case ",$extras," in
+    *,bench,*)
+        command -v aide >/dev/null 2>&1 || need_apt+=(aide)
+        command -v dbus-daemon >/dev/null 2>&1 || need_apt+=(dbus)
+        ;;
 esac
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" -ne 0 ]; then
