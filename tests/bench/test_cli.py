@@ -15,17 +15,22 @@ def aether(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]
                           text=True, env=python_env(), timeout=timeout)
 
 
-def test_default_suite_quick_json(tmp_path: Path) -> None:
-    out = tmp_path / "b.json"
-    r = aether("bench", "--quick", "--only", "floor.eventfd", "--only", "raw.seqpacket",
-               "--json", str(out))
+def test_default_suite_quick_json_and_plot(tmp_path: Path) -> None:
+    import importlib.util
+
+    out, png = tmp_path / "b.json", tmp_path / "b.png"
+    plot = importlib.util.find_spec("matplotlib") is not None
+    r = aether("bench", "--quick", "--only", "floor.eventfd", "--only", "floor.memcpy",
+               "--json", str(out), *(["--plot", str(png)] if plot else []))
     assert r.returncode == 0, r.stderr[-3000:]
     doc = json.loads(out.read_text())
     mechs = {row["mechanism"] for row in doc["results"]}
-    assert mechs == {"floor.eventfd", "raw.seqpacket"}
-    assert "echo round trip, unpinned" in r.stdout and "x floor.eventfd" in r.stdout
+    assert mechs == {"floor.eventfd", "floor.memcpy"}
+    assert "echo round trip, unpinned" in r.stdout and "vs memcpy" in r.stdout
     assert "goals (issue 4)" in r.stdout
     assert doc["wall_s"] > 0
+    if plot:
+        assert png.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_unknown_mechanism_is_a_usage_error() -> None:
