@@ -234,3 +234,34 @@ def test_pinning_every_thread_and_restoring() -> None:
     with procs.client_pinned(frozenset({one})):
         assert os.sched_getaffinity(0) == {one}
     assert os.sched_getaffinity(0) == all_cpus
+
+
+def test_orphaned_peer_server_goes_with_its_parent(tmp_path: Path) -> None:
+    """A benchmark killed by SIGKILL leaves no peer server (or bus) behind."""
+    import select
+    import signal
+    import subprocess
+    import sys
+
+    from aether.testing import python_env
+
+    victim = subprocess.Popen([sys.executable, "-c", (
+        "import sys; from aether.bench.procs import ServerProcess; "
+        f"s = ServerProcess('aether.bench.servers', ['seqpacket', '--path', "
+        f"{str(tmp_path / 's.sock')!r}]); print(s.pid, flush=True); sys.stdin.read()")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=python_env())
+    try:
+        assert victim.stdout is not None
+        server_pid = int(victim.stdout.readline())
+        pidfd = os.pidfd_open(server_pid)
+    finally:
+        victim.kill()
+        victim.wait(10)
+    readable: list[int] = []
+    try:
+        readable, _, _ = select.select([pidfd], [], [], 15)
+        assert readable, "the orphaned server is still running"
+    finally:
+        os.close(pidfd)
+        if not readable:
+            os.kill(server_pid, signal.SIGKILL)

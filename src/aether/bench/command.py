@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 
@@ -51,6 +52,9 @@ def run(ctx: click.Context, quick: bool = False, json_path: str | None = None,
     click.echo("measuring; every server is its own process, every figure is compared with "
                "floors and peers measured in this same run", err=True)
     runner = Runner(config, progress=progress)
+    # SIGTERM unwinds like Ctrl-C, so every server and the private dbus-daemon
+    # are stopped by the context managers that started them.
+    signal.signal(signal.SIGTERM, _interrupt)
     report = runner.run()
     console = Console(width=None if sys.stdout.isatty() else 160)
     print_report(report, runner.mechanisms, console, list(config.latency_sizes),
@@ -63,3 +67,7 @@ def run(ctx: click.Context, quick: bool = False, json_path: str | None = None,
 
         write_plot(report, plot_path)
         click.echo(f"plot written to {plot_path}", err=True)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -362,6 +362,7 @@ class DbusFast(Mechanism):
         bus = PrivateBus(set(daemon_cpus) if daemon_cpus else None)
         try:
             server = ServerProcess(SERVERS, ["dbus", "--path", bus.address,
+                                             "--kill-with-me", str(bus.pid),
                                              *(["--sink"] if sink else [])], cpus=server_cpus)
             try:
                 yield Served(lambda: _DbusEndpoint(bus.address), pid=bus.pid,

@@ -164,6 +164,27 @@ SERVERS = {
 }
 
 
+def _exit_with_parent(also_kill: int) -> None:
+    """If the benchmark dies without stopping us (SIGKILL), go too, and take the
+    private dbus-daemon along: nothing of a benchmark outlives it for long."""
+    import signal
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        if also_kill > 0:
+            try:
+                os.kill(also_kill, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m aether.bench.servers")
     parser.add_argument("kind", choices=sorted(SERVERS))
@@ -174,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shm-fd", type=int, default=-1)
     parser.add_argument("--req-efd", type=int, default=-1)
     parser.add_argument("--resp-efd", type=int, default=-1)
+    parser.add_argument("--kill-with-me", type=int, default=0, help="pid to end if orphaned")
     args = parser.parse_args(argv)
+    _exit_with_parent(args.kill_with_me)
     if args.kind in ("seqpacket", "stream", "mp", "zmq") and os.path.exists(args.path):
         os.unlink(args.path)
     try:

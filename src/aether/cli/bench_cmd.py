@@ -15,6 +15,8 @@ DEFAULT = "run"
 SUITES: dict[str, str] = {
     "run": "aether.bench.command:run",
     "primitives": "aether.bench.primitives_cli:primitives",
+    "guard": "aether.bench.guard:command",
+    "load": "aether.bench.load_cmd:load",
 }
 
 
@@ -26,9 +28,23 @@ class _Suites(click.Group):
         target = SUITES.get(cmd_name)
         if target is None:
             return None
-        module, _, attr = target.partition(":")
-        command: click.Command = getattr(importlib.import_module(module), attr)
+        module_name, _, attr = target.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            return _unavailable(cmd_name)
+        command: click.Command = getattr(module, attr)
         return command
+
+
+def _unavailable(name: str) -> click.Command:
+    @click.command(name=name, help="(not available in this build)")
+    def _cmd() -> None:
+        raise click.ClickException(f"'aether bench {name}' is not available in this build")
+
+    return _cmd
 
 
 @click.group(cls=_Suites, invoke_without_command=True)
