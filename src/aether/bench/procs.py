@@ -162,7 +162,8 @@ def time_limit(seconds: float) -> Iterator[None]:
         return
 
     def _expired(signum: int, frame: object) -> None:
-        raise BenchTimeout(f"no answer within {seconds:.0f} s")
+        raise BenchTimeout(f"not finished within {seconds:.0f} s "
+                           "(a hung peer or an overloaded machine)")
 
     old = signal.signal(signal.SIGALRM, _expired)
     signal.setitimer(signal.ITIMER_REAL, seconds)
