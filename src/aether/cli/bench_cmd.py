@@ -118,3 +118,8 @@ def _size(n: int) -> str:
         if n >= scale:
             return f"{n // scale} {unit}"
     return f"{n} B"
+
+
+from aether.bench.load_cmd import load as _load  # noqa: E402  (aether bench load)
+
+bench.add_command(_load)
