@@ -43,7 +43,15 @@ from aether.testing import ServiceProcess
 from . import load_schema as ls
 from .load_client import load_body
 from .load_procs import ChildLink, ChildSet, ForkedChild, Vitals, settle, vitals
-from .load_records import Kind, account, client_file, latencies_ns, read_journals, read_records
+from .load_records import (
+    Kind,
+    Outcome,
+    account,
+    client_file,
+    latencies_ns,
+    read_journals,
+    read_records,
+)
 from .load_service import ENV_JOURNAL
 from .stats import percentile
 
@@ -192,12 +200,14 @@ def _drive(children: list[ForkedChild], pid: int, timeout: float,
 
 
 def _clients_round(run: ServiceRun, kids: ChildSet, transport: str, first_cid: int,
-                   clients: int, calls: int, payload: int, seed: int) -> dict[str, Any]:
+                   clients: int, calls: int, payload: int, seed: int,
+                   rate: float = 0.0) -> dict[str, Any]:
     """Fork ``clients`` clients, start them together, wait for them; the
-    round's timing, peak vitals and problems."""
+    round's timing, peak vitals and problems. ``rate``: calls/s per client
+    (0: back to back)."""
     children = [
         kids.fork(load_body(str(run.socket), transport, first_cid + i, calls, payload,
-                            run.records, seed + first_cid + i))
+                            run.records, seed + first_cid + i, rate=rate))
         for i in range(clients)
     ]
     problems: list[str] = []
@@ -213,16 +223,29 @@ def _clients_round(run: ServiceRun, kids: ChildSet, transport: str, first_cid: i
 
     go = time.monotonic_ns()
     for c in children:
-        c.send(go=True)
-    timeout = max(300.0, clients * calls / 200)
+        c.send(go=go / 1e9)
+    timeout = max(300.0, clients * calls / 200, 2 * calls / rate if rate else 0.0)
     problems += _drive(children, run.pid, timeout, sample)
     return {"go_ns": go, "peak": peak, "problems": problems,
             "cids": list(range(first_cid, first_cid + clients))}
 
 
+def _round_figures(rnd: dict[str, Any], recs: dict[int, list[Any]]) -> dict[str, Any]:
+    """Latency and throughput of one round of clients."""
+    lat = _latency_summary([x for cid in rnd["cids"] for x in latencies_ns(recs[cid], {Kind.ECHO})])
+    ends = [r[4] for cid in rnd["cids"] for r in recs[cid]]
+    span = (max(ends) - rnd["go_ns"]) / 1e9 if ends else float("nan")
+    ok = sum(1 for cid in rnd["cids"] for r in recs[cid] if r[2] == Outcome.OK)
+    return {**lat, "calls_per_s": ok / span if span else float("nan"), "seconds": span}
+
+
 def run_transport(transport: str, *, clients: int, calls: int, payload: int,
-                  seed: int = 1, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """One transport: a lone client, then ``clients`` at once, against one service."""
+                  paced: float = 0.0, paced_calls: int = 1000, seed: int = 1,
+                  log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """One transport against one service: a lone client, then ``clients`` at
+    once back to back; then, if ``paced`` (a fraction such as 0.5), the same
+    clients making ``paced_calls`` calls each at that fraction of the
+    throughput the back-to-back round reached."""
     row: dict[str, Any] = {"transport": transport, "clients": clients, "calls_per_client": calls,
                            "payload_bytes": payload}
     with ServiceRun() as run, ChildSet() as kids:
@@ -238,29 +261,37 @@ def run_transport(transport: str, *, clients: int, calls: int, payload: int,
         lone = _clients_round(run, kids, transport, 1, 1, calls, payload, seed)
         log(f"{transport}: {clients} clients x {calls} calls")
         load = _clients_round(run, kids, transport, 1000, clients, calls, payload, seed)
+        expected = {cid: calls for cid in [*lone["cids"], *load["cids"]]}
+        recs = {cid: read_records(client_file(run.records, cid)) for cid in expected}
+        rounds = {"single": _round_figures(lone, recs), "load": _round_figures(load, recs)}
+        peak = load["peak"]
+        problems = lone["problems"] + load["problems"]
+        if paced > 0:
+            total = paced * rounds["load"]["calls_per_s"]
+            log(f"{transport}: {clients} clients x {paced_calls} calls paced at "
+                f"{total:.0f} calls/s in all ({paced:g} of the back-to-back rate)")
+            rnd = _clients_round(run, kids, transport, 10_000, clients, paced_calls, payload,
+                                 seed, rate=total / clients)
+            expected.update({cid: paced_calls for cid in rnd["cids"]})
+            recs.update({cid: read_records(client_file(run.records, cid))
+                         for cid in rnd["cids"]})
+            rounds["paced"] = {**_round_figures(rnd, recs), "fraction": paced,
+                               "offered_calls_per_s": total}
+            rounds["paced"]["p99_ratio"] = rounds["paced"]["p99_us"] / rounds["single"]["p99_us"]
+            peak = {k: max(v, rnd["peak"][k]) for k, v in peak.items()}
+            problems += rnd["problems"]
         after = settle(run.pid, before, 10.0)
         code = run.stop()
-        journal = read_journals(run.records)
-        recs = {cid: read_records(client_file(run.records, cid))
-                for cid in [*lone["cids"], *load["cids"]]}
-        acc = account(((cid, r) for cid, r in recs.items()), journal,
-                      expected_per_client=calls)
-        lone_lat = _latency_summary([x for cid in lone["cids"]
-                                     for x in latencies_ns(recs[cid], {Kind.ECHO})])
-        load_lat = _latency_summary([x for cid in load["cids"]
-                                     for x in latencies_ns(recs[cid], {Kind.ECHO})])
-        ends = [r[4] for cid in load["cids"] for r in recs[cid]]
-        span = (max(ends) - load["go_ns"]) / 1e9 if ends else float("nan")
+        acc = account(((cid, r) for cid, r in recs.items()), read_journals(run.records),
+                      expected_per_client=expected)
         row.update(
-            accounting=asdict(acc), clean=acc.clean,
-            single=lone_lat, load=load_lat,
-            p99_ratio=load_lat["p99_us"] / lone_lat["p99_us"],
-            calls_per_s=sum(1 for cid in load["cids"] for r in recs[cid] if r[2] == 1) / span,
-            seconds=span,
-            service_before=_vitals_dict(before), service_peak=load["peak"],
+            accounting=asdict(acc), clean=acc.clean, **rounds,
+            p99_ratio=rounds["load"]["p99_us"] / rounds["single"]["p99_us"],
+            calls_per_s=rounds["load"]["calls_per_s"], seconds=rounds["load"]["seconds"],
+            service_before=_vitals_dict(before), service_peak=peak,
             service_after=_vitals_dict(after),
             fds_leaked=(after.fds - before.fds) if after else None,
-            service_exit=code, problems=lone["problems"] + load["problems"],
+            service_exit=code, problems=problems,
         )
         if code != 0:
             row["service_stderr"] = run.stderr[-2000:]
@@ -268,8 +299,10 @@ def run_transport(transport: str, *, clients: int, calls: int, payload: int,
 
 
 def run_load(transports: Iterable[str], *, clients: int, calls: int, payload: int,
+             paced: float = 0.0, paced_calls: int = 1000,
              log: Callable[[str], None] = lambda s: None) -> list[dict[str, Any]]:
-    return [run_transport(t, clients=clients, calls=calls, payload=payload, log=log)
+    return [run_transport(t, clients=clients, calls=calls, payload=payload, paced=paced,
+                          paced_calls=paced_calls, log=log)
             for t in transports]
 
 

@@ -138,9 +138,16 @@ def _judge(reply: Any, cid: int, seq: int, *, data: bytes = b"", steps: int = 0)
 
 
 def load_body(path: str, transport: str, cid: int, calls: int, payload: int,
-              records: Path, seed: int, call_timeout: float = 60.0) -> Any:
+              records: Path, seed: int, rate: float = 0.0, call_timeout: float = 60.0) -> Any:
     """A load client: connect, say ready, wait for the word, make ``calls``
-    echo calls as fast as they go, write the records, report."""
+    echo calls, write the records, report.
+
+    With ``rate`` 0 the calls go back to back (a closed loop: the client
+    always has a call waiting). With a ``rate`` (calls/s) each call starts
+    on a schedule, from a random phase, whatever the previous one took: the
+    offered load then stays fixed, which is how latency at a given fraction
+    of capacity is measured. Latency runs from the moment the call is made.
+    """
 
     def body(link: ChildLink) -> int:
         rng = random.Random(seed)
@@ -151,11 +158,19 @@ def load_body(path: str, transport: str, cid: int, calls: int, payload: int,
             link.send(error=f"{type(exc).__name__}: {exc}")
             return 3
         link.send(ready=True, transport=client.transport)
-        link.wait()
+        go = link.wait()
+        interval = 1 / rate if rate > 0 else 0.0
+        next_at = go.get("go", time.monotonic()) + rng.uniform(0, interval)
         out = bytearray()
         pack = RECORD.pack
         for seq in range(calls):
             data = rng.randbytes(payload)
+            if interval:
+                # Pacing, not synchronisation: wait for this call's turn.
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                next_at += interval
             try:
                 outcome, latency = session.call(Kind.ECHO, seq, rng, data)
             except AetherError:  # could not even reconnect

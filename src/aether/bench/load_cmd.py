@@ -36,6 +36,11 @@ GOAL_EXTRA_HANDSHAKE_S = 1.0
               type=click.Choice([*ALL_TRANSPORTS, "all"]), default=("all",), show_default=True,
               help="Transport(s) to load (repeat the option); one this build lacks is "
                    "reported as skipped.")
+@click.option("--paced", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Then a round paced at this fraction of the back-to-back throughput "
+                   "(0: skip): latency at a fixed offered load.")
+@click.option("--paced-calls", type=click.IntRange(1), default=1000, show_default=True,
+              help="Calls per client in the paced round.")
 @click.option("--sessions", type=click.IntRange(0), default=1024, show_default=True,
               help="Sessions held at once (0: skip); needs root.")
 @click.option("--uids", type=click.IntRange(1, 5000), default=8, show_default=True,
@@ -50,7 +55,8 @@ GOAL_EXTRA_HANDSHAKE_S = 1.0
 @click.option("--warmup", type=click.FloatRange(0), default=60.0, show_default=True,
               help="Soak: seconds after each service start left out of the RSS slope.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write figures here.")
-def load(clients: int, calls: int, payload: int, transports: tuple[str, ...], sessions: int,
+def load(clients: int, calls: int, payload: int, transports: tuple[str, ...], paced: float,
+         paced_calls: int, sessions: int,
          uids: int, soak_minutes: float | None, soak_clients: int, client_kill_every: float,
          service_kill_every: float, warmup: float, json_path: str | None) -> None:
     """N client processes x M calls per transport against one real service,
@@ -81,7 +87,7 @@ def load(clients: int, calls: int, payload: int, transports: tuple[str, ...], se
     else:
         if clients:
             rows = harness.run_load(chosen, clients=clients, calls=calls, payload=payload,
-                                    log=log)
+                                    paced=paced, paced_calls=paced_calls, log=log)
             report["load"] = rows
             ok = _print_load(out, rows) and ok
         if sessions:
@@ -134,6 +140,18 @@ def _print_load(out: Any, rows: list[dict[str, Any]]) -> bool:
                       f"{_f(r['single']['p50_us'])} / {_f(r['single']['p99_us'])} µs", "", "")
         table.add_row("p99 under load / p99 alone", _f(r["p99_ratio"], "{:.1f}x"),
                       f"≤ {GOAL_P99_RATIO:g}x", _met(r["p99_ratio"] <= GOAL_P99_RATIO))
+        table.add_row("Little's law: clients / calls per s",
+                      _f(r["clients"] / r["calls_per_s"] * 1e6, "{:.0f} µs mean"), "", "")
+        pr = r.get("paced")
+        if pr:
+            table.add_row(f"paced at {pr['fraction']:g} of that: calls/s",
+                          f"{pr['calls_per_s']:.0f} ({pr['offered_calls_per_s']:.0f} offered)",
+                          "", "")
+            table.add_row("paced: p50 / p99 / p99.9",
+                          f"{_f(pr['p50_us'])} / {_f(pr['p99_us'])} / {_f(pr['p999_us'])} µs",
+                          "", "")
+            table.add_row("paced p99 / p99 alone", _f(pr["p99_ratio"], "{:.1f}x"),
+                          f"≤ {GOAL_P99_RATIO:g}x", _met(pr["p99_ratio"] <= GOAL_P99_RATIO))
         table.add_row("service RSS before / peak / after",
                       f"{b['rss_kib'] / 1024:.1f} / {p['rss_kib'] / 1024:.1f} / "
                       f"{f.get('rss_kib', 0) / 1024:.1f} MiB", "", "")

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,7 +123,7 @@ def account(
     *,
     killed: Collection[int] = (),
     restarts: Sequence[tuple[int, int]] = (),
-    expected_per_client: int | None = None,
+    expected_per_client: int | Mapping[int, int] | None = None,
 ) -> Accounting:
     """Compare what the clients recorded with what the service committed.
 
@@ -180,8 +180,10 @@ def account(
                 acc.failed += 1
         last_seq[cid] = max(seqs, default=-1)
         if expected_per_client is not None:
-            acc.expected_calls += expected_per_client
-            acc.missing_records += max(0, expected_per_client - len(seqs))
+            expected = expected_per_client if isinstance(expected_per_client, int) \
+                else expected_per_client[cid]
+            acc.expected_calls += expected
+            acc.missing_records += max(0, expected - len(seqs))
     killed = set(killed)
     for key, count in journal.items():
         if key in recorded:
