@@ -280,6 +280,11 @@ def run_transport(transport: str, *, clients: int, calls: int, payload: int,
             rounds["paced"]["p99_ratio"] = rounds["paced"]["p99_us"] / rounds["single"]["p99_us"]
             peak = {k: max(v, rnd["peak"][k]) for k, v in peak.items()}
             problems += rnd["problems"]
+        # The service's own count of finished operations must agree with ours.
+        counted = _operations_served(run.socket)
+        made = sum(len(r) for r in recs.values())
+        if counted != made:
+            problems.append(f"the service counted {counted} operations; the clients made {made}")
         after = settle(run.pid, before, 10.0)
         code = run.stop()
         acc = account(((cid, r) for cid, r in recs.items()), read_journals(run.records),
@@ -291,7 +296,7 @@ def run_transport(transport: str, *, clients: int, calls: int, payload: int,
             service_before=_vitals_dict(before), service_peak=peak,
             service_after=_vitals_dict(after),
             fds_leaked=(after.fds - before.fds) if after else None,
-            service_exit=code, problems=problems,
+            service_operations_served=counted, service_exit=code, problems=problems,
         )
         if code != 0:
             row["service_stderr"] = run.stderr[-2000:]
@@ -418,6 +423,12 @@ def run_sessions(*, sessions: int, uids: int, transport: str = "memory",
         extra_uid_session=ninth, service_exit=code, problems=problems,
     )
     return row
+
+
+def _operations_served(path: Path) -> int:
+    """``aether.status``'s count (this status call itself is not yet in it)."""
+    with Client(path, schema=ls.schema, transport="socket", timeout=30) as client:
+        return client.status().operations_served
 
 
 def _sessions_per_uid(path: Path) -> dict[str, int]:

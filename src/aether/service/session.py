@@ -523,6 +523,7 @@ class Session:
             if len(payload) > self.proto.max_payload:
                 status, payload = self._too_large(len(payload), self.proto.max_payload)
             self._send(m.DoneInline(op.op_id, int(status), payload))
+            self.host.operation_finished(op.spec, status)
             return
         assert self.memory is not None
         if len(payload) > self.memory.result_capacity:
