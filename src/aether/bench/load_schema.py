@@ -51,4 +51,18 @@ class LoadFail(aether.Params, frozen=True, kw_only=True):
     seq: int
 
 
+class Heap(msgspec.Struct, frozen=True, kw_only=True):
+    """The service's Python heap, as opposed to its RSS."""
+
+    blocks: int  # sys.getallocatedblocks(): live pymalloc and object blocks
+    gc_objects: int  # objects the cyclic collector tracks
+    threads: int
+
+
+@aether.operation(code=0x4C04, name="load.heap", result=Heap)
+class LoadHeap(aether.Params, frozen=True, kw_only=True):
+    """The service's Python heap (tells a leak of objects from memory the C
+    allocator keeps)."""
+
+
 schema = sys.modules[__name__]

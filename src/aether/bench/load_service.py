@@ -12,13 +12,16 @@ service (the data is in the page cache) and costs the service no memory.
 
 from __future__ import annotations
 
+import gc
 import os
 import struct
+import sys
+import threading
 
 import aether
 from aether.service import Limits, OperationContext
 
-from .load_schema import LoadEcho, LoadFail, LoadWork, Reply, schema
+from .load_schema import Heap, LoadEcho, LoadFail, LoadHeap, LoadWork, Reply, schema
 
 ENV_JOURNAL = "AETHER_LOAD_JOURNAL"
 JOURNAL = struct.Struct("<II")  # client, seq
@@ -72,3 +75,9 @@ def work(params: LoadWork, ctx: OperationContext) -> Reply:
 @service.handler(LoadFail, inline=True)
 def fail(params: LoadFail, ctx: OperationContext) -> None:
     raise aether.OperationFailed("as requested", seq=params.seq)
+
+
+@service.handler(LoadHeap)
+def heap(params: LoadHeap, ctx: OperationContext) -> Heap:
+    return Heap(blocks=sys.getallocatedblocks(), gc_objects=len(gc.get_objects()),
+                threads=threading.active_count())

@@ -31,12 +31,32 @@ import select
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+from aether.client import Client
+from aether.errors import AetherError
+
+from . import load_schema as ls
 from .load import ServiceRun, _baseline, _latency_summary, _vitals_dict, probe
 from .load_client import soak_body
 from .load_procs import ChildSet, ForkedChild, Vitals, settle, vitals
 from .load_records import Kind, Outcome, account, client_file, read_journals, read_records
+from .load_schema import Heap
+
+# Read the service's Python heap every this many vitals samples.
+HEAP_EVERY = 10
+
+
+def _heap(path: Path) -> Heap | None:
+    """The service's Python heap, through a short session of its own (none
+    is kept open: a forked client would inherit it)."""
+    try:
+        with Client(path, schema=ls.schema, transport="socket", timeout=5) as client:
+            result: Heap = client.call(ls.LoadHeap(), timeout=10)
+            return result
+    except AetherError:
+        return None  # the service is being restarted
 
 
 @dataclass
@@ -47,6 +67,7 @@ class Lifetime:
     ready: float  # monotonic s
     baseline: Vitals
     samples: list[Vitals] = field(default_factory=list)
+    heap: list[tuple[float, int, int]] = field(default_factory=list)  # t, blocks, gc objects
     killed_at: float | None = None
 
 
@@ -57,30 +78,57 @@ class Restart:
     clients: set[int] = field(default_factory=set)  # alive across the restart
 
 
-def slope_mib_per_hour(lifetimes: list[Lifetime], warmup: float) -> dict[str, Any]:
-    """RSS growth after warm-up, fitted within each lifetime and pooled (the
-    fixed-effects slope: one intercept per lifetime, one common slope)."""
+def _sums(pts: list[tuple[float, float]]) -> tuple[float, float]:
+    """Centred sums (Sxx, Sxy) of one lifetime's points."""
+    mt = sum(t for t, _ in pts) / len(pts)
+    mv = sum(v for _, v in pts) / len(pts)
+    return (sum((t - mt) ** 2 for t, _ in pts), sum((t - mt) * (v - mv) for t, v in pts))
+
+
+def pooled_slope(series: list[list[tuple[float, float]]]) -> float | None:
+    """Least-squares slope per second with one intercept per series and one
+    common slope (a restart starts a new series: its drop is not growth)."""
     sxx = sxy = 0.0
+    for pts in series:
+        if len(pts) >= 3:
+            lxx, lxy = _sums(pts)
+            sxx += lxx
+            sxy += lxy
+    return sxy / sxx if sxx else None
+
+
+def slope_mib_per_hour(lifetimes: list[Lifetime], warmup: float) -> dict[str, Any]:
+    """RSS growth after warm-up, fitted within each lifetime and pooled; the
+    Python heap's growth (allocated blocks) fitted the same way."""
     per: list[dict[str, Any]] = []
-    points = 0
+    rss_series = []
+    heap_series = []
     for life in lifetimes:
-        pts = [(s.t - life.ready, s.rss_kib) for s in life.samples if s.t - life.ready >= warmup]
+        pts = [(s.t - life.ready, float(s.rss_kib)) for s in life.samples
+               if s.t - life.ready >= warmup]
+        heap_series.append([(t - life.ready, float(b)) for t, b, _ in life.heap
+                            if t - life.ready >= warmup])
         if len(pts) < 3:
             continue
-        mt = sum(t for t, _ in pts) / len(pts)
-        mr = sum(r for _, r in pts) / len(pts)
-        lxx = sum((t - mt) ** 2 for t, _ in pts)
-        lxy = sum((t - mt) * (r - mr) for t, r in pts)
-        sxx += lxx
-        sxy += lxy
-        points += len(pts)
+        rss_series.append(pts)
+        lxx, lxy = _sums(pts)
         per.append({"pid": life.pid, "samples": len(pts),
                     "seconds": pts[-1][0] - pts[0][0],
                     "mib_per_hour": (lxy / lxx) * 3600 / 1024 if lxx else None,
                     "rss_kib_first": pts[0][1], "rss_kib_last": pts[-1][1],
-                    "rss_kib_max": max(r for _, r in pts)})
-    pooled = (sxy / sxx) * 3600 / 1024 if sxx else None
-    return {"pooled_mib_per_hour": pooled, "samples": points, "lifetimes": per}
+                    "rss_kib_max": max(r for _, r in pts),
+                    # every sample of the lifetime: seconds since READY, RSS KiB, fds, threads
+                    "samples_t_rss_fds_threads": [
+                        (round(s.t - life.ready, 3), s.rss_kib, s.fds, s.threads)
+                        for s in life.samples],
+                    # the Python heap (aether's own objects) beside the RSS
+                    "heap_t_blocks_gc_objects": [
+                        (round(t - life.ready, 3), b, g) for t, b, g in life.heap]})
+    rss = pooled_slope(rss_series)
+    blocks = pooled_slope(heap_series)
+    return {"pooled_mib_per_hour": rss * 3600 / 1024 if rss is not None else None,
+            "heap_blocks_per_hour": blocks * 3600 if blocks is not None else None,
+            "samples": sum(len(p) for p in rss_series), "lifetimes": per}
 
 
 def run_soak(minutes: float, *, clients: int = 16, transports: tuple[str, ...] = (
@@ -142,6 +190,10 @@ def run_soak(minutes: float, *, clients: int = 16, transports: tuple[str, ...] =
                     if v is not None:
                         life.samples.append(v)
                     next_sample += sample_every
+                    if len(life.samples) % HEAP_EVERY == 1:
+                        heap = _heap(run.socket)
+                        if heap is not None:
+                            life.heap.append((time.monotonic(), heap.blocks, heap.gc_objects))
                 if now >= next_client_kill and alive:
                     cid = rng.choice(sorted(alive))
                     alive.pop(cid).kill()
