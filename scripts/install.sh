@@ -21,6 +21,13 @@ fi
 case ",$extras," in
     *,test,*) ;;
 esac
+# Guard: the tests check generated units with systemd-analyze; the benchmark runs AIDE.
+case ",$extras," in
+    *,test,*) command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd) ;;
+esac
+case ",$extras," in
+    *,bench,*) command -v aide >/dev/null 2>&1 || need_apt+=(aide) ;;
+esac
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" -ne 0 ]; then
         echo "install.sh: please install as root: apt-get install ${need_apt[*]}" >&2

@@ -24,6 +24,7 @@ from .errors import (
     OutcomeUnknownError as OutcomeUnknownError,
     ProtocolError as ProtocolError,
     SchemaError as SchemaError,
+    ServiceRestartedError as ServiceRestartedError,
 )
 from .schema import Params as Params, Registry as Registry, operation as operation
 from .service import (

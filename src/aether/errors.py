@@ -179,6 +179,12 @@ class OutcomeUnknownError(OperationError):
     taken effect. Never retried automatically."""
 
 
+class ServiceRestartedError(OutcomeUnknownError):
+    """The service stopped or restarted while the operation ran: its outcome
+    is unknown (never reported as success). The client opens a new session
+    on its next call."""
+
+
 class ClosedResourceError(AetherError):
     """The object was closed by this process and cannot be used any more."""
 

@@ -79,6 +79,6 @@ def test_demo_runs_end_to_end():
     r = aether("demo", "--files", "40")
     assert r.returncode == 0, r.stdout + r.stderr
     for text in ("blocks-allocated", "pattern-written", "pid-sent", "addresses-sent",
-                 "service-read-pattern", "zeros-verified", "files hashed",
-                 "exit code 0"):
+                 "service-read-pattern", "zeros-verified", "guard.baseline", "guard.report",
+                 "1 added, 1 removed", "identical: True", "exit code 0"):
         assert text in r.stdout, text

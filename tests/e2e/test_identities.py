@@ -122,7 +122,7 @@ def test_non_dumpable_client_is_refused_memory_and_falls_back(shared_service):
     assert result["ok"], result
     reason, transport, echoed, why = result["value"]
     assert reason == "memory-access"
-    assert transport == "socket" and echoed == "x"
+    assert transport == "mapping" and echoed == "x"  # auto: memory -> mapping -> socket
     assert "not dumpable" in why
 
 

@@ -82,12 +82,36 @@ def violation(
 
 
 class TestHandshake:
+    def test_mapping_handshake_and_renegotiation(self) -> None:
+        """protocol.md §10.1 M1-M4: MAP_MODE, MAP_READY, TEST_VERIFIED; again in IDLE."""
+        p = wire_pair()
+        p.client.receive(p.service.hello())
+        p.c2s(m.MapMode(1 << 16))  # M1
+        assert p.service.transport is p.client.transport is Transport.MAPPING
+        assert (p.service.state, p.client.state) == (State.TESTING, State.WAIT_TEST_DONE)
+        p.s2c(m.MapReady(1 << 16, 4096 + (2 << 16)))  # M2
+        p.c2s(m.TestVerified(0))  # M3
+        assert p.service.state is p.client.state is State.IDLE
+        p.c2s(m.MapMode(1 << 20))  # M4
+        p.s2c(m.MapReady(1 << 20, 4096 + (2 << 20)))
+        p.c2s(m.TestVerified(0))
+        assert p.service.state is p.client.state is State.IDLE
+        # operations of the mapping transport never use the socket's EXECUTE
+        violation(p.service, lambda: p.service.receive(encode(m.Execute(1, 0))),
+                  RemoteProtocolError, "Execute")
+
+    def test_mapping_refused_when_not_offered(self) -> None:
+        p = wire_pair(transports=Transport.MEMORY | Transport.SOCKET)
+        p.client.receive(p.service.hello())
+        data = p.client.send(m.MapMode(0))
+        violation(p.service, lambda: p.service.receive(data), RemoteProtocolError, "MapMode")
+
     def test_memory_handshake_step_by_step(self) -> None:
         """protocol.md §3 H1-H8 on the memory transport."""
         p = wire_pair()
         assert (p.service.state, p.client.state) == (State.SEND_HELLO, State.WAIT_HELLO)
         hello = p.client.receive(p.service.hello())  # H1, H2
-        offered = int(Transport.MEMORY | Transport.SOCKET)
+        offered = int(Transport.MEMORY | Transport.SOCKET | Transport.MAPPING)
         assert hello == m.Hello(PROTOCOL_VERSION, FINGERPRINT, offered)
         assert p.client.hello == hello
         assert (p.service.state, p.client.state) == (State.WAIT_CLIENT_PID, State.SEND_CLIENT_PID)
@@ -214,6 +238,8 @@ def candidates(side: Side) -> list[m.Event]:
     return [
         m.Hello(PROTOCOL_VERSION, FINGERPRINT, 3),
         m.ClientPid(PID),
+        m.MapMode(0),
+        m.MapReady(4096, 12288),
         m.AddrParam(*PARAM),
         m.AddrRetn(*RETN),
         m.IpcTest(),

@@ -35,6 +35,8 @@ SAMPLES: list[m.Event] = [
     m.Goodbye(0),
     m.Goodbye(1, "service is stopping"),
     m.SocketMode(1 << 20),
+    m.MapMode(256 * 1024),
+    m.MapReady(256 * 1024, 4096 + 512 * 1024),
     m.ExecuteInline(1, 0x0101, b"\x80"),
     m.ExecuteInline(2, 3, b""),
     m.DoneInline(1, 1, b"\xc4\x03abc"),
@@ -122,7 +124,7 @@ class TestDecodeRejects:
             err = assert_rejected(data[:n])
             assert err.event == "truncated"
 
-    @pytest.mark.parametrize("code", [0, 1, 0x7F, 0x87, 0x8F, 0xA3, 0xB1, 0xC0, 0xCB, 0xFFFF])
+    @pytest.mark.parametrize("code", [0, 1, 0x7F, 0x87, 0x8F, 0xA3, 0xB1, 0xC2, 0xC7, 0xCB, 0xFFFF])
     def test_unknown_code(self, code: int) -> None:
         """§2.3 rule 2."""
         err = assert_rejected(raw(code))

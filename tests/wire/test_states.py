@@ -38,7 +38,7 @@ def test_every_table_entry_cites_a_step_of_protocol_md() -> None:
         for state, transitions in table.items():
             for direction, event in transitions:
                 note = notes[(name, state.value, direction, event.__name__)]
-                step = re.match(r"([HSO]\d)\b", note)
+                step = re.match(r"([HSOM]\d)\b", note)
                 assert step, f"{name} {state.value} {direction} {event.__name__}: {note!r}"
                 assert f"| {step.group(1)} |" in doc
 

@@ -219,6 +219,9 @@ _SHAPES: dict[type[m.Event], Callable[[st.SearchStrategy[int]], st.SearchStrateg
     m.Error: lambda ids: st.builds(m.Error, error_code, st.integers(0, 3), text),
     m.Goodbye: lambda ids: st.builds(m.Goodbye, st.integers(0, 3), text),
     m.SocketMode: lambda ids: st.builds(m.SocketMode, st.sampled_from([0, 100, 1 << 20])),
+    m.MapMode: lambda ids: st.builds(m.MapMode, st.sampled_from([0, 4096, 1 << 20])),
+    m.MapReady: lambda ids: st.builds(m.MapReady, st.sampled_from([4096, 1 << 20]),
+                                      st.sampled_from([12288, 4096 + (2 << 20)])),
 }
 
 

@@ -98,7 +98,7 @@ class WirePair:
 
 def wire_pair(
     *,
-    transports: Transport = Transport.MEMORY | Transport.SOCKET,
+    transports: Transport = Transport.MEMORY | Transport.SOCKET | Transport.MAPPING,
     max_payload: int = 1 << 20,
 ) -> WirePair:
     """A fresh service/client pair before H1."""

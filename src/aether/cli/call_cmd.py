@@ -11,7 +11,7 @@ import click
 from .errors_cli import handle_errors
 from .main import EXIT_USAGE
 
-TRANSPORTS = click.Choice(["auto", "memory", "socket"])
+TRANSPORTS = click.Choice(["auto", "memory", "mapping", "socket"])
 _JSON_OUT = "\0json-output"  # the value of a bare --json
 
 

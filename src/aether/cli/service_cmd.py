@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import logging
+import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -38,13 +39,10 @@ def run(target: str, socket_path: str | None, mode: str | None,
     from dataclasses import replace
 
     from aether.service import load_service
+    from aether.service.logsetup import configure_service_logging
 
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.WARNING)
-    logging.getLogger().handlers[0].setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
     svc = load_service(target)
+    configure_service_logging(svc.name)
     if mode is not None:
         try:
             svc.limits = replace(svc.limits, socket_mode=int(mode, 8))
@@ -62,18 +60,129 @@ def run(target: str, socket_path: str | None, mode: str | None,
 @service.command("status")
 @click.argument("target")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--user", is_flag=True, help="Ask systemd's user manager about the unit.")
 @handle_errors
-def status(target: str, as_json: bool) -> None:
-    """Show a running service's status (version, uptime, sessions)."""
+def status(target: str, as_json: bool, user: bool) -> None:
+    """Show a running service's status (version, uptime, sessions), with
+    systemd's view of its unit when systemd is running."""
     import msgspec
 
     from aether.client import Client
+    from aether.errors import AetherError
+    from aether.service import systemd
 
     from .render import console, status_table
 
-    with Client(target, transport="auto", timeout=3.0) as client:
-        st = client.status()
+    unit = systemd.systemd_status(target, user=user) if "/" not in target else None
+    try:
+        with Client(target, transport="auto", timeout=3.0) as client:
+            st = client.status()
+    except AetherError as exc:
+        if unit is None:
+            raise
+        st = None
+        unreachable = str(exc)
     if as_json:
-        click.echo(json.dumps(msgspec.to_builtins(st), indent=2))
+        click.echo(json.dumps({"service": msgspec.to_builtins(st) if st else None,
+                               "systemd": unit}, indent=2))
+        return
+    out = console()
+    if st is not None:
+        out.print(status_table(st))
     else:
-        console().print(status_table(st))
+        out.print(f"[red]service not reachable[/red]: {unreachable}")
+    if unit is not None:
+        out.print(f"systemd: {unit.get('LoadState', '?')}, {unit.get('ActiveState', '?')} "
+                  f"({unit.get('SubState', '?')}), main pid {unit.get('MainPID', '?')}, "
+                  f"{unit.get('NRestarts', '0')} restarts, result {unit.get('Result', '?')}"
+                  + (f", status: {unit['StatusText']}" if unit.get("StatusText") else ""))
+    if st is None:
+        sys.exit(3)
+
+
+def _default_paths(user: bool) -> list[str]:
+    if user:
+        home = os.path.expanduser("~")
+        return [p for p in (f"{home}/.config", f"{home}/.local/bin", f"{home}/bin")
+                if os.path.isdir(p)] or [f"{home}/.config"]
+    return ["/etc", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin", "/boot"]
+
+
+@service.command("install")
+@click.argument("target", type=click.Choice(["guard"]))
+@click.option("--user", is_flag=True, help="Install a user unit (~/.config/systemd/user).")
+@click.option("--root", "root", type=click.Path(file_okay=False), default=None,
+              envvar="AETHER_SYSTEMD_ROOT",
+              help="Write under this directory instead of / (images, tests).")
+@click.option("--watchdog", type=click.IntRange(2, 3600), default=30, show_default=True,
+              help="WatchdogSec of the unit.")
+@handle_errors
+def install(target: str, user: bool, root: str | None, watchdog: int) -> None:
+    """Write the systemd unit for TARGET and its policy file if none exists."""
+    from aether.service import systemd
+    from aether_guard.policy import default_policy_text, load_policy
+
+    paths = systemd.paths_for(target, user=user, root=root)
+    under_root = systemd.install_root(root) != Path("/")
+    if not user and not under_root and os.geteuid() != 0:
+        raise click.UsageError("installing a system unit needs root (or use --user / --root)")
+    # The unit names the policy as the service will see it, without --root's prefix.
+    seen_policy = (Path("/etc/aether") / f"{target}.toml" if not user
+                   else Path.home() / ".config" / "aether" / f"{target}.toml")
+    if user and not under_root:
+        seen_policy = paths.policy
+    paths.policy.parent.mkdir(parents=True, exist_ok=True)
+    if paths.policy.exists():
+        policy = load_policy(paths.policy)
+        click.echo(f"policy {paths.policy} exists; kept")
+    else:
+        text = default_policy_text(_default_paths(user))
+        fd = os.open(paths.policy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        policy = load_policy(paths.policy)
+        click.echo(f"wrote policy {paths.policy}")
+    unit = systemd.render_unit(target, user=user, policy_file=seen_policy,
+                               writable=[r.path for r in policy.paths], watchdog_s=watchdog)
+    paths.unit.parent.mkdir(parents=True, exist_ok=True)
+    tmp = paths.unit.with_suffix(".tmp")
+    tmp.write_text(unit)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, paths.unit)
+    click.echo(f"wrote unit {paths.unit}")
+    if not under_root:
+        result = systemd.systemctl(["daemon-reload"], user=user)
+        scope = "--user " if user else ""
+        if result is None:
+            click.echo("systemd is not running here: start the service with "
+                       f"`aether service run {target}`")
+        else:
+            click.echo(f"enable and start it with: systemctl {scope}enable --now {paths.name}")
+
+
+@service.command("uninstall")
+@click.argument("target", type=click.Choice(["guard"]))
+@click.option("--user", is_flag=True, help="Remove the user unit.")
+@click.option("--root", "root", type=click.Path(file_okay=False), default=None,
+              envvar="AETHER_SYSTEMD_ROOT", help="Remove from under this directory.")
+@click.option("--purge", is_flag=True, help="Also remove the policy file.")
+@handle_errors
+def uninstall(target: str, user: bool, root: str | None, purge: bool) -> None:
+    """Stop and disable TARGET's unit (when systemd runs) and remove it."""
+    from aether.service import systemd
+
+    paths = systemd.paths_for(target, user=user, root=root)
+    if systemd.install_root(root) == Path("/"):
+        systemd.systemctl(["disable", "--now", paths.name], user=user)
+    removed = False
+    for path in (paths.unit, *([paths.policy] if purge else [])):
+        try:
+            path.unlink()
+            click.echo(f"removed {path}")
+            removed = True
+        except FileNotFoundError:
+            pass
+    if systemd.install_root(root) == Path("/"):
+        systemd.systemctl(["daemon-reload"], user=user)
+    if not removed:
+        click.echo(f"{paths.unit} was not installed")

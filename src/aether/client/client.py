@@ -33,6 +33,7 @@ from aether.errors import (
     PeerGoneError,
     ProtocolError,
     SchemaError,
+    ServiceRestartedError,
 )
 from aether.schema import (
     ErrorInfo,
@@ -44,11 +45,14 @@ from aether.schema import (
     spec_of,
 )
 from aether.transport.channel import Channel
+from aether.transport.mapping import MappingClientSide
 from aether.transport.memory_client import MemoryClientSide
-from aether.wire import ErrorCode, Status, Transport, messages as m
+from aether.wire import ErrorCode, FrameKind, State, Status, Transport, messages as m, rings
 
 from . import steps
 from .discovery import ServiceAddress, resolve
+from .loan import InPlaceResult, Loan, loan_prefix
+from .mapped import ControlMessage, MappedCalls
 from .operation import Operation, ProgressCallback
 from .steps import StepCallback
 from .trust import verify_service
@@ -59,6 +63,8 @@ _error_decoder = msgspec.msgpack.Decoder(ErrorInfo)
 _progress_decoder = msgspec.msgpack.Decoder(ProgressInfo)
 SOCKET_BUFFER = 4 * 1024 * 1024  # asked for; the kernel caps it at wmem_max/rmem_max
 _FALLBACK_REASONS = {"memory-access", "unsupported-transport", "peer-exited"}
+_EXECUTE = int(FrameKind.EXECUTE)
+_STARTED = int(FrameKind.STARTED)
 
 
 def _error_code_name(code: int) -> str:
@@ -112,10 +118,12 @@ class Client:
         schema: the schema module(s) shared with the service; enables typed
             results and the fingerprint check. Without it, results come back
             as plain msgpack values and :meth:`call_by_name` is the way in.
-        transport: ``"memory"`` (the seed's), ``"socket"``, or ``"auto"``
-            (memory, falling back to socket with a logged reason).
+        transport: ``"memory"`` (the seed's), ``"mapping"`` (rings in a shared
+            memfd), ``"socket"``, or ``"auto"`` (memory, falling back to
+            mapping, then socket, each time with a logged reason).
         timeout: bound on connecting and on the handshake, in seconds.
-        block_size: size of each block in bytes (rounded up to pages).
+        block_size: size of each block (memory) or ring (mapping) in bytes,
+            rounded up to pages.
         on_step: called with (step, text) as the handshake advances.
         spin: seconds to poll for a reply without sleeping before blocking;
             a reply within that window costs no wake-up (0 disables).
@@ -132,7 +140,7 @@ class Client:
         on_step: StepCallback | None = None,
         spin: float = 0.0003,
     ) -> None:
-        if transport not in ("auto", "memory", "socket"):
+        if transport not in ("auto", "memory", "mapping", "socket"):
             raise ValueError(f"unknown transport {transport!r}")
         self.address: ServiceAddress = resolve(target)
         if schema is None:
@@ -155,9 +163,13 @@ class Client:
         self._current: Operation | None = None
         self._ptracer_set = False
         self._closed = False
+        self._session_lost = False
         self._describe_cache: dict[str, b.OperationInfo] | None = None
         self._encode_buffer = bytearray()  # reused: no page faults for large payloads
         self.memory: MemoryClientSide | None = None
+        self._mapped: MappedCalls | None = None
+        self._held: memoryview | None = None  # an in-place result not yet released
+        self._loan_mapped = False
         self.channel: Channel | None = None
         self.proto = wire.ClientProtocol()
         self._connect()
@@ -169,19 +181,31 @@ class Client:
             self.on_step(step, text)
 
     def _connect(self) -> None:
-        if self.requested_transport == "socket":
-            self._open(Transport.SOCKET)
+        requested = self.requested_transport
+        if requested in ("socket", "mapping"):
+            self._open(Transport.SOCKET if requested == "socket" else Transport.MAPPING)
             return
         try:
             self._open(Transport.MEMORY)
+            return
         except HandshakeError as exc:
-            if self.requested_transport == "memory" or exc.reason not in _FALLBACK_REASONS:
+            if requested == "memory" or exc.reason not in _FALLBACK_REASONS:
                 raise
             self.fallback_reason = str(exc)
-            log.warning("memory transport refused (%s); falling back to the socket transport",
+            log.warning("memory transport refused (%s); falling back to the mapping transport",
                         exc)
-            self._step(steps.SOCKET_MODE, f"memory transport refused: {exc.detail or exc.reason}"
-                       "; using the socket transport")
+            self._step(steps.MAPPING_MODE, f"memory transport refused: "
+                       f"{exc.detail or exc.reason}; trying the mapping transport")
+        try:
+            self._open(Transport.MAPPING)
+        except HandshakeError as exc:
+            if exc.reason not in _FALLBACK_REASONS:
+                raise
+            self.fallback_reason += f"; mapping: {exc}"
+            log.warning("mapping transport refused (%s); falling back to the socket transport",
+                        exc)
+            self._step(steps.SOCKET_MODE, f"mapping transport refused: "
+                       f"{exc.detail or exc.reason}; using the socket transport")
             self._open(Transport.SOCKET)
 
     def _open(self, transport: Transport) -> None:
@@ -256,6 +280,12 @@ class Client:
         if transport is Transport.MEMORY and not hello.transports & Transport.MEMORY:
             raise HandshakeError("H2", "unsupported-transport",
                                  "the service does not offer the memory transport here")
+        if transport is Transport.MAPPING:
+            if not hello.transports & Transport.MAPPING:
+                raise HandshakeError("H2", "unsupported-transport",
+                                     "the service does not offer the mapping transport")
+            self._map_rings(max(rings.MIN_RING_SIZE, self.block_size), deadline)
+            return
         if transport is Transport.SOCKET:
             # A datagram is bounded by the sender's socket buffer: announce what
             # fits, so that oversized payloads fail cleanly (LIMITS_EXCEEDED,
@@ -281,6 +311,44 @@ class Client:
             memory.close()
             raise
         self._register_blocks(memory, deadline)
+
+    def _map_rings(self, ring_size: int, deadline: float) -> None:
+        """Steps M1-M3: ask for rings, map the region MAP_READY hands over,
+        answer TEST_VERIFIED. Op ids continue across a re-negotiation (M4)."""
+        assert self.channel is not None
+        old = self._mapped
+        self._send(m.MapMode(ring_size))
+        self._step(steps.MAPPING_MODE, f"MAP_MODE: two rings of {ring_size} bytes asked for")
+        try:
+            data, fds = self.channel.recv_with_fds(max(0.0, deadline - time.monotonic()), 3)
+        except AetherTimeoutError:
+            raise HandshakeError("M2", "timeout", "the service did not answer in time") from None
+        try:
+            with self._lock:
+                event = self.proto.receive(data)
+            self._expect(event, m.MapReady, "M2")
+            assert isinstance(event, m.MapReady)
+            side = MappingClientSide(fds, event.ring_size, event.region_size,
+                                     last_op_id=old.ops.last_op_id if old else 0)
+            fds = []
+        except ProtocolError as exc:
+            if self.proto.state is State.VERIFYING:
+                self.channel.try_send(self.proto.send(m.TestVerified(int(ErrorCode.BAD_BLOCK))))
+            raise HandshakeError("M3", "protocol", str(exc)) from None
+        finally:
+            for fd in fds:
+                osapi.close_fd(fd)
+        try:
+            self._send(m.TestVerified(0))
+        except BaseException:
+            side.close()
+            raise
+        self._mapped = MappedCalls(side, self.channel)
+        if old is not None:
+            old.close()
+        self._step(steps.READY, f"session ready on the mapping transport: a sealed memfd of "
+                   f"{event.region_size} bytes with two rings of {event.ring_size} bytes, "
+                   "two eventfd doorbells")
 
     def _maybe_set_ptracer(self) -> None:
         """Seed step H3/Yama: only after the service was verified, only for a
@@ -403,16 +471,63 @@ class Client:
         return result
 
     def _start(self, code: int, name: str, params: Any,
-               on_progress: ProgressCallback | None, *, idempotent: bool) -> Operation:
+               on_progress: ProgressCallback | None, *, idempotent: bool,
+               encoded: memoryview | None = None) -> Operation:
+        """Start an operation; a session the service ended (it stopped or
+        restarted) is replaced by a new one first. Nothing had been delivered
+        on the old session, so the call is not a retry of anything."""
+        if self._session_lost and not self._closed:
+            self._reconnect()
+        try:
+            return self._start_once(code, name, params, on_progress,
+                                    idempotent=idempotent, encoded=encoded)
+        except (PeerGoneError, ClosedResourceError):
+            if self._closed:
+                raise
+            self._reconnect()
+            return self._start_once(code, name, params, on_progress,
+                                    idempotent=idempotent, encoded=encoded)
+
+    def _reconnect(self) -> None:
+        self._teardown()
+        self._session_lost = False
+        self._describe_cache = None
+        self._encode_buffer = bytearray()  # the failed call may still hold a view of the old
+        self._connect()
+
+    def _start_once(self, code: int, name: str, params: Any,
+                    on_progress: ProgressCallback | None, *, idempotent: bool,
+                    encoded: memoryview | None = None) -> Operation:
         self._check_usable()
         if not self._op_lock.acquire(blocking=False):
             raise BusyResourceError("an operation is already in flight on this session; "
                                     "use another Client for concurrent calls")
         try:
             self._check_usable()
+            if self._held is not None:
+                raise BusyResourceError("release the in-place result of the last call first")
             # Encoded under the lock: the buffer is the session's, reused per call.
-            encode_into(params, self._encode_buffer)
-            payload = memoryview(self._encode_buffer)
+            if encoded is None:
+                encode_into(params, self._encode_buffer)
+                payload = memoryview(self._encode_buffer)
+            else:
+                payload = encoded
+            mapped = self._mapped
+            if mapped is not None:
+                if len(payload) > mapped.param_capacity:
+                    self._grow_rings(len(payload))
+                    mapped = self._mapped
+                    assert mapped is not None
+                op_id = mapped.ops.execute()
+                op = Operation(self, op_id, name, code, on_progress)
+                op._idempotent = idempotent  # type: ignore[attr-defined]
+                self._current = op
+                try:
+                    mapped.send(_EXECUTE, op_id, code, payload, self.timeout)
+                except BaseException:
+                    mapped.ops.abandon()
+                    raise
+                return op
             op_id = self.proto.next_op_id()
             op = Operation(self, op_id, name, code, on_progress)
             op._idempotent = idempotent  # type: ignore[attr-defined]
@@ -428,7 +543,7 @@ class Client:
                 self.memory.write_params(op_id, code, payload)
                 self._current = op
                 self._send(m.Execute(op_id, len(payload)))
-        except (PeerGoneError, ClosedResourceError):
+        except (PeerGoneError, ClosedResourceError, AetherTimeoutError):
             # Nothing was delivered, but the session is gone: no half-open state.
             self._current = None
             self._teardown()
@@ -440,12 +555,106 @@ class Client:
             raise
         return op
 
+    # -- loans (see aether.client.loan) -------------------------------------------
+    def loan(self, params: Params, size: int) -> Loan:
+        """A writable ``size``-byte buffer for the last (empty ``bytes``) field
+        of ``params``; on the mapping transport it lies in the request ring,
+        so bulk data is copied once. ``with client.loan(Sink(data=b""), n) as
+        loan: loan.buffer[:] = ...; loan.call()``."""
+        spec, prefix = loan_prefix(params, size)
+        if self.registry.by_code(spec.code) is not spec:
+            raise SchemaError(f"{spec.name} is not in this client's schema")
+        return Loan(self, spec, prefix, size)
+
+    def call_in_place(self, params: Params, *, timeout: float | None = None) -> InPlaceResult:
+        """Run an operation and return its encoded result *in place* (the reply
+        ring on the mapping transport): no copy until you decode. Release it
+        (or leave its ``with`` block) before the next call."""
+        op = self.start(params)
+        op._keep = True  # type: ignore[attr-defined]
+        view: memoryview = op.wait(timeout)
+        return InPlaceResult(op, view, self._release_held)
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, None
+        if held is None:
+            return
+        try:
+            held.release()
+        except BufferError:
+            pass  # the caller kept a view of it; it goes with that view
+        mapped = self._mapped
+        if mapped is not None:
+            mapped.reader.release()
+
+    def _lend(self, total: int) -> tuple[memoryview, int]:
+        self._check_usable()
+        if not self._op_lock.acquire(blocking=False):
+            raise BusyResourceError("an operation is already in flight on this session")
+        try:
+            if self._held is not None:
+                raise BusyResourceError("release the in-place result of the last call first")
+            mapped = self._mapped
+            if mapped is None:
+                self._loan_mapped = False
+                return memoryview(bytearray(total)), 0
+            if total > mapped.param_capacity:
+                self._grow_rings(total)
+                mapped = self._mapped
+                assert mapped is not None
+            op_id = mapped.ops.execute()
+            try:
+                view = mapped.loan(total, self.timeout)
+            except BaseException:
+                mapped.ops.abandon()
+                raise
+            self._loan_mapped = True
+            return view, op_id
+        except BaseException:
+            self._op_lock.release()
+            raise
+
+    def _start_loan(self, spec: Any, whole: memoryview, total: int, op_id: int,
+                    on_progress: ProgressCallback | None) -> Operation:
+        mapped = self._mapped
+        if not self._loan_mapped or mapped is None:
+            self._op_lock.release()
+            return self._start(spec.code, spec.name, None, on_progress,
+                               idempotent=spec.idempotent, encoded=whole)
+        whole.release()
+        self._loan_mapped = False
+        op = Operation(self, op_id, spec.name, spec.code, on_progress)
+        self._current = op
+        try:
+            mapped.commit_loan(op_id, spec.code, total)
+        except BaseException:
+            self._current = None
+            self._op_lock.release()
+            raise
+        return op
+
+    def _end_loan(self) -> None:
+        mapped = self._mapped
+        if self._loan_mapped and mapped is not None:
+            self._loan_mapped = False
+            mapped.abandon_loan()
+            mapped.ops.abandon()
+        self._op_lock.release()
+
     def _check_usable(self) -> None:
         if self._closed:
             raise ClosedResourceError("client is closed")
         if self.channel is None or self.channel.closed or self.proto.closed:
             raise ClosedResourceError(
                 "the session with the service has ended; create a new Client")
+
+    def _grow_rings(self, size: int) -> None:
+        """Step M4: rings large enough for a ``size``-byte payload."""
+        try:
+            self._map_rings(rings.ring_size_for(size), time.monotonic() + self.timeout)
+        except BaseException:
+            self._teardown()
+            raise
 
     def _ensure_param_room(self, size: int) -> None:
         assert self.memory is not None
@@ -464,11 +673,16 @@ class Client:
                 ended (the service closes it) and this client is closed.
         """
         self._check_usable()
-        if self.memory is None:
-            raise BusyResourceError("blocks exist only on the memory transport")
+        if self.memory is None and self._mapped is None:
+            raise BusyResourceError("blocks exist only on the memory and mapping transports")
         if not self._op_lock.acquire(blocking=False):
             raise BusyResourceError("cannot re-register blocks while an operation runs")
         try:
+            if self._mapped is not None:
+                # one ring size for both directions; never shrinks below the current
+                want = max(param_size or 0, retn_size or 0, self._mapped.side.region.ring_size)
+                self._grow_rings(want - rings.FRAME_SIZE)
+                return
             self._resize(param_size, retn_size)
         finally:
             self._op_lock.release()
@@ -480,11 +694,23 @@ class Client:
         try:
             self._register_blocks(self._allocate_blocks(p, r), time.monotonic() + self.timeout)
         except BaseException:
-            # A refused registration ends the session on the service's side.
+            # A refused registration ends the session on the service's side;
+            # the refusal is about this client's request, so reconnecting on
+            # the next call (as after a service restart) would hide it.
             self._teardown()
+            self._closed = True
             raise
 
     def _send_cancel(self, op: Operation) -> None:
+        mapped = self._mapped
+        if mapped is not None:
+            if op.finished or mapped.ops.current_op_id != op.op_id:
+                return
+            try:
+                mapped.cancel(op.op_id, self.timeout)
+            except (PeerGoneError, AetherTimeoutError):
+                pass  # the session is ending; the outcome comes from _drive
+            return
         with self._lock:
             if op.finished or self.proto.current_op_id != op.op_id:
                 return
@@ -497,6 +723,9 @@ class Client:
         if self._current is not op:
             raise BusyResourceError("this operation is not the session's current one")
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self._mapped is not None:
+            self._drive_mapped(op, timeout, deadline)
+            return
         try:
             while not op.finished:
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -517,15 +746,79 @@ class Client:
                         break
                 self._handle(op, event)
         except (PeerGoneError, ClosedResourceError) as exc:
-            self._break(op, f"connection lost: {exc}")
+            self._break(op, f"connection lost: {exc}", restarted=True)
         finally:
             if op.finished and self._current is op:
                 self._current = None
                 self._op_lock.release()
 
-    def _break(self, op: Operation, why: str) -> None:
-        op._finish(error=OutcomeUnknownError(op.op_id, int(Status.EMPTY), "UNKNOWN",
-                                             f"{why}; the outcome of {op.name} is unknown"))
+    def _drive_mapped(self, op: Operation, timeout: float | None,
+                      deadline: float | None) -> None:
+        """``_drive`` for the mapping transport: frames from the reply ring."""
+        try:
+            while not op.finished:
+                mapped = self._mapped
+                if mapped is None:
+                    self._break(op, "the session ended")
+                    break
+                try:
+                    kind, op_id, arg, payload = mapped.next_reply(deadline, self.spin)
+                except AetherTimeoutError:
+                    raise AetherTimeoutError(f"{op.name} still running after {timeout} s") \
+                        from None
+                except ControlMessage as msg:
+                    with self._lock:
+                        try:
+                            event = self.proto.receive(msg.data)
+                        except ProtocolError as exc:
+                            self._break(op, f"protocol error from the service: {exc}")
+                            break
+                    self._handle(op, event)
+                    continue
+                except ProtocolError as exc:
+                    self._break(op, f"bad reply ring: {exc}")
+                    break
+                keep = False
+                try:
+                    final = mapped.ops.reply(kind, op_id, arg)
+                    if final:
+                        self._finish_with(op, arg, payload)
+                        keep = op._result is payload
+                    elif kind == _STARTED:
+                        op.started = True
+                    elif op_id == op.op_id:
+                        self._progress_frame(op, arg, payload)
+                except ProtocolError as exc:
+                    self._break(op, f"bad reply ring: {exc}")
+                    break
+                finally:
+                    if keep:
+                        self._held = payload  # released by InPlaceResult.release
+                    else:
+                        payload.release()
+                        mapped.reader.release()
+        except (PeerGoneError, ClosedResourceError) as exc:
+            self._break(op, f"connection lost: {exc}", restarted=True)
+        finally:
+            if op.finished and self._current is op:
+                self._current = None
+                self._op_lock.release()
+
+    @staticmethod
+    def _progress_frame(op: Operation, permille: int, info: memoryview) -> None:
+        try:
+            pinfo = _progress_decoder.decode(info) if len(info) else ProgressInfo()
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            pinfo = ProgressInfo()
+        op._set_progress(min(permille, 1000), pinfo)
+
+    def _break(self, op: Operation, why: str, *, restarted: bool = False) -> None:
+        if restarted:
+            why = f"service restarted or stopped ({why})"
+        cls = ServiceRestartedError if restarted else OutcomeUnknownError
+        op._finish(error=cls(op.op_id, int(Status.EMPTY), "UNKNOWN",
+                             f"{why}; the outcome of {op.name} is unknown"))
+        self._session_lost = True
         self._teardown()
 
     def _handle(self, op: Operation, event: m.Event) -> None:
@@ -550,9 +843,9 @@ class Client:
             case m.Error(error=code, text=text):
                 self._break(op, f"service error {_error_code_name(code)}: {text}")
             case m.Goodbye(text=text):
-                self._break(op, f"service said goodbye ({text or 'no reason'})")
+                self._break(op, f"service said goodbye: {text or 'no reason'}", restarted=True)
             case m.ConnectionClosed():
-                self._break(op, "the service closed the connection")
+                self._break(op, "the service closed the connection", restarted=True)
 
     def _finish_memory(self, op: Operation, status: int) -> None:
         assert self.memory is not None
@@ -567,6 +860,10 @@ class Client:
         self._finish_with(op, status, payload)
 
     def _finish_with(self, op: Operation, status: int, payload: bytes | memoryview) -> None:
+        if status == Status.OK and getattr(op, "_keep", False):
+            op._finish(result=payload if isinstance(payload, memoryview) else
+                       memoryview(payload))
+            return
         if status == Status.OK:
             try:
                 if self._typed or self.registry.by_code(op.code) is not None:
@@ -598,6 +895,11 @@ class Client:
         if self.memory is not None:
             self.memory.close()
             self.memory = None
+        if self._mapped is not None:
+            if self._held is not None:
+                self._held = None
+            self._mapped.close()
+            self._mapped = None
         if self._ptracer_set:
             self._ptracer_set = False
             _PtracerGrant.release()

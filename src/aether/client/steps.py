@@ -17,6 +17,7 @@ ADDRESSES_SENT: Final = "addresses-sent"
 SERVICE_READ_PATTERN: Final = "service-read-pattern"
 ZEROS_VERIFIED: Final = "zeros-verified"
 SOCKET_MODE: Final = "socket-mode"
+MAPPING_MODE: Final = "mapping-mode"
 READY: Final = "ready"
 FAILED: Final = "failed"
 

@@ -20,7 +20,21 @@ from .dirs import (
     check_directory as check_directory,
     ensure_private_directory as ensure_private_directory,
 )
+from .eventfd import (
+    check_sealed_memfd as check_sealed_memfd,
+    eventfd_create as eventfd_create,
+    eventfd_drain as eventfd_drain,
+    eventfd_signal as eventfd_signal,
+    is_eventfd as is_eventfd,
+    wait_readable as wait_readable,
+)
+from .fdpass import recv_fds as recv_fds, send_fds as send_fds
 from .limits import open_fd_count as open_fd_count, raise_fd_limit as raise_fd_limit
+from .memfd import (
+    F_SEAL_SEAL as F_SEAL_SEAL,
+    add_seals as add_seals,
+    memfd_create as memfd_create,
+)
 from .peer import (
     SO_PEERPIDFD as SO_PEERPIDFD,
     PeerCredentials as PeerCredentials,
@@ -50,3 +64,4 @@ from .procmaps import (
     read_maps as read_maps,
 )
 from .procmem import ProcessMemory as ProcessMemory, Region as Region
+from .sharedmap import SharedView as SharedView

@@ -59,3 +59,25 @@ class Echo(Params, frozen=True, kw_only=True):
     """Return the bytes sent (for tests and benchmarks)."""
 
     data: bytes = b""
+
+
+@operation(code=0x0004, name="aether.sink", result=int, _builtin=True)
+class Sink(Params, frozen=True, kw_only=True):
+    """Receive bytes and return how many arrived (one-way bulk throughput).
+
+    The service reads ``data`` where it arrived (see ``IN_PLACE``); with the
+    mapping transport and a loan (``Client.loan``) the bytes are copied once."""
+
+    data: bytes
+
+
+class SinkView(msgspec.Struct, frozen=True, kw_only=True):
+    """What the service decodes ``aether.sink``'s parameters into: ``data`` is
+    a view of the received payload, not a copy (valid while the handler runs)."""
+
+    data: memoryview
+
+
+# op code -> the type a service decodes its parameters into instead of the
+# declared one: same wire format, zero-copy views for large byte fields.
+IN_PLACE: dict[int, type[msgspec.Struct]] = {0x0004: SinkView}

@@ -91,6 +91,10 @@ class Service:
         self._ready = threading.Event()
         self._workers: Counter[int] = Counter()
         self._workers_lock = threading.Lock()
+        self._hooks: dict[str, list[Callable[[Service], None]]] = {
+            "startup": [], "shutdown": [], "reload": []}
+        self._reload_requested = threading.Event()
+        self.notifier = Notifier(address="")
         self.pidfd_supported = osapi.peer_pidfd_supported()
         self.registry.max_payload = self.limits.max_payload
         self._install_builtins()
@@ -111,6 +115,51 @@ class Service:
             return func
 
         return register
+
+    def on_startup(self, func: Callable[[Service], None]) -> Callable[[Service], None]:
+        """Run ``func(service)`` before the socket is bound; if it raises, the
+        service does not start (and says why)."""
+        self._hooks["startup"].append(func)
+        return func
+
+    def on_shutdown(self, func: Callable[[Service], None]) -> Callable[[Service], None]:
+        """Run ``func(service)`` after the sessions ended (flush state here)."""
+        self._hooks["shutdown"].append(func)
+        return func
+
+    def on_reload(self, func: Callable[[Service], None]) -> Callable[[Service], None]:
+        """Run ``func(service)`` on SIGHUP (or :meth:`reload`), on the serving
+        thread; an exception is logged and the service goes on as before."""
+        self._hooks["reload"].append(func)
+        return func
+
+    def reload(self) -> None:
+        """Ask the serving thread to run the reload hooks (async-signal safe)."""
+        self._reload_requested.set()
+        try:
+            os.write(self._stop_w, b"r")
+        except OSError:
+            pass
+
+    def _run_reload(self) -> None:
+        self._reload_requested.clear()
+        try:
+            os.read(self._stop_r, 4096)
+        except OSError:
+            pass
+        self.notifier.notify("RELOADING=1", "STATUS=reloading")
+        ok = True
+        for hook in self._hooks["reload"]:
+            try:
+                hook(self)
+            except Exception as exc:
+                ok = False
+                log.error("service %s: reload failed, keeping the previous configuration: %s",
+                          self.name, exc)
+        if ok:
+            log.info("service %s: configuration reloaded", self.name)
+        self.notifier.notify("READY=1", "STATUS=" + ("reloaded" if ok else
+                                                     "reload failed; previous configuration kept"))
 
     def _install_builtins(self) -> None:
         @self.handler(b.Describe, inline=True)
@@ -151,6 +200,10 @@ class Service:
         @self.handler(b.Echo, inline=True)
         def echo(params: b.Echo, ctx: OperationContext) -> bytes:
             return params.data
+
+        @self.handler(b.Sink, inline=True)
+        def sink(params: b.SinkView, ctx: OperationContext) -> int:
+            return len(params.data)  # read in place: decoded as a view (b.IN_PLACE)
 
     # -- bookkeeping called by sessions ---------------------------------------
     def session_established(self, session: Session) -> None:
@@ -199,6 +252,8 @@ class Service:
     ) -> None:
         """Listen and serve until :meth:`stop` (or SIGTERM/SIGINT)."""
         path = Path(socket_path) if socket_path else default_socket_path(self.name)
+        for hook in self._hooks["startup"]:
+            hook(self)
         mode = self.limits.socket_mode
         self.fd_limit = osapi.raise_fd_limit()
         if not self.pidfd_supported:
@@ -209,9 +264,10 @@ class Service:
         if install_signal_handlers and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self.stop())
-        log.info("service %s %s listening on %s (pid %d)", self.name, self.version, path,
-                 os.getpid())
-        notifier = Notifier()
+            signal.signal(signal.SIGHUP, lambda *_: self.reload())
+        log.info("service %s %s started, listening on %s (pid %d, uid %d)", self.name,
+                 self.version, path, os.getpid(), os.geteuid())
+        notifier = self.notifier = Notifier()
         self._ready.set()
         if on_ready is not None:
             on_ready(path)
@@ -228,8 +284,17 @@ class Service:
             except OSError:
                 pass
             self._shutdown_sessions()
+            for hook in self._hooks["shutdown"]:
+                try:
+                    hook(self)
+                except Exception as exc:
+                    log.error("service %s: shutdown hook failed: %s", self.name, exc)
             notifier.close()
             log.info("service %s stopped", self.name)
+
+    def stopping(self) -> bool:
+        """True once the service was asked to stop."""
+        return self._stopping.is_set()
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self._ready.wait(timeout)
@@ -251,6 +316,8 @@ class Service:
                 ready = poller.poll(1000)
             except InterruptedError:
                 continue
+            if self._reload_requested.is_set() and not self._stopping.is_set():
+                self._run_reload()
             if not ready or self._stopping.is_set():
                 continue
             try:

@@ -35,12 +35,24 @@ from aether.schema import (
     ErrorInfo,
     OperationSpec,
     ProgressInfo,
+    TypedDecoder,
+    builtins,
     encode as encode_payload,
     encode_into,
 )
 from aether.transport.channel import Channel, make_wakeup
+from aether.transport.mapping import MappingServiceSide, spin_until
 from aether.transport.memory_service import HandshakeFailure, MemoryServiceSide
-from aether.wire import ErrorCode, GoodbyeReason, State, Status, Transport, messages as m
+from aether.wire import (
+    ErrorCode,
+    FrameKind,
+    GoodbyeReason,
+    State,
+    Status,
+    Transport,
+    messages as m,
+    rings,
+)
 
 from .context import Cancelled, OperationContext, OperationFailed
 from .policy import Caller
@@ -72,6 +84,12 @@ class _RunningOp:
 
 class _EndSession(Exception):
     pass
+
+
+_EXECUTE = int(FrameKind.EXECUTE)
+# Built-ins whose parameters are decoded as views of the received payload.
+_IN_PLACE = {code: TypedDecoder(t, max_size=1 << 40, what=t.__name__)
+             for code, t in builtins.IN_PLACE.items()}
 
 
 def _read_groups(pid: int) -> frozenset[int]:
@@ -112,7 +130,7 @@ class Session:
             osapi.close_fd(self.pidfd)
             self.pidfd = -1
         self.caller = Caller(self.peer.pid, self.peer.uid, self.peer.gid, groups)
-        offered = Transport.SOCKET
+        offered = Transport.SOCKET | Transport.MAPPING
         if self.pidfd is not None and self.pidfd >= 0 and host.memory_transport_enabled:
             offered |= Transport.MEMORY
         self.proto = wire.ServiceProtocol(
@@ -121,6 +139,7 @@ class Session:
             max_payload=host.limits.max_payload,
         )
         self.memory: MemoryServiceSide | None = None
+        self.mapping: MappingServiceSide | None = None
         self._lock = threading.Lock()  # guards proto and the return block
         self._fd_lock = threading.Lock()  # guards the wake pipe against use after close
         self._fds_closed = False
@@ -228,6 +247,10 @@ class Session:
             memory, self.memory = self.memory, None
         if memory is not None:
             memory.close()
+        with self._lock:
+            mapping, self.mapping = self.mapping, None
+        if mapping is not None:
+            mapping.close()
         with self._fd_lock:
             self._fds_closed = True
             for fd in (self._wake_r, self._wake_w):
@@ -266,6 +289,8 @@ class Session:
                         peer=self.peer, pidfd=self.pidfd, max_block=self.host.limits.max_block_size
                     )
                     self.memory.accept_pid(pid)
+                case m.MapMode(ring_size=size):
+                    self._map(size)
                 case m.SocketMode():
                     # Our results must fit one datagram of our own socket too.
                     room = self.channel.max_send() - wire.CONTROL_SIZE
@@ -297,8 +322,31 @@ class Session:
         except HandshakeFailure as exc:
             self._fatal(exc.code, exc.text)
 
+    def _map(self, requested: int) -> None:
+        """Step M2: a fresh sealed region and doorbells, handed over with MAP_READY."""
+        limit = max(rings.MIN_RING_SIZE, rings.ring_size_for(self.host.limits.max_payload))
+        size = requested or rings.DEFAULT_RING_SIZE
+        code, text = rings.check_ring_size(size, max_size=limit)
+        if code:
+            self._fatal(code, text)
+        old = self.mapping
+        try:
+            mapping = MappingServiceSide(
+                size, last_op_id=old.ops.last_op_id if old is not None else 0)
+        except AetherError as exc:
+            self._fatal(ErrorCode.INTERNAL, f"cannot create the session's region: {exc}")
+        with self._lock:
+            self.mapping = mapping
+            data = self.proto.send(m.MapReady(size, mapping.region.size))
+        if old is not None:
+            old.close()
+        self.channel.send_with_fds(data, mapping.fds())
+
     # -- operations (docs/protocol.md section 4) ----------------------------------
     def _serve(self) -> None:
+        if self.proto.transport is Transport.MAPPING:
+            self._serve_mapped()
+            return
         idle = self.host.limits.idle_timeout
         while True:
             op = self.running
@@ -329,6 +377,108 @@ class Session:
             with self._lock:
                 event = self.proto.receive(data)
             self._dispatch(event)
+
+    def _serve_mapped(self) -> None:
+        """The operation loop of the mapping transport (protocol.md §10): frames
+        from the request ring; the socket only for GOODBYE, MAP_MODE, hang-up."""
+        limits = self.host.limits
+        sock_fd = self.channel.fileno()
+        while True:
+            mapping = self.mapping
+            assert mapping is not None
+            reader = mapping.requests
+            op = self.running
+            if self._closing.is_set() and op is None:
+                self._goodbye(GoodbyeReason.SHUTDOWN, "service is stopping")
+            frame = reader.poll()
+            if frame is not None:
+                self._mapped_frame(mapping, *frame)
+                continue
+            if op is not None and op.finished:
+                self._drain_wake()
+                self._finish(op)
+                continue
+            if op is None and limits.spin and self.host.session_count <= 1 and \
+                    spin_until(reader.pending, limits.spin):
+                continue
+            timeout = limits.idle_timeout if op is None else None
+            if op is None and self._trim_at is not None:
+                trim_in = max(0.0, self._trim_at - time.monotonic())
+                timeout = trim_in if timeout is None else min(timeout, trim_in)
+            started = time.monotonic()
+            ready = mapping.sleep(reader.pending, (sock_fd, *self._extra_fds()), timeout)
+            if not ready:
+                if timeout is not None and time.monotonic() - started >= timeout \
+                        and not reader.pending():
+                    if self._trim_at is not None and time.monotonic() >= self._trim_at:
+                        self._trim_buffers()
+                        continue
+                    self._goodbye(GoodbyeReason.NORMAL, "idle timeout")
+                continue
+            if self._wake_r in ready:
+                self._drain_wake()
+            if self._client_exited():
+                log.info("session %d: client pid %d exited", self.session_id, self.peer.pid)
+                raise _EndSession()
+            if sock_fd in ready:
+                data = self.channel.recv(0.0)
+                assert data is not None
+                with self._lock:
+                    event = self.proto.receive(data)
+                self._dispatch(event)
+
+    def _mapped_frame(self, mapping: MappingServiceSide, kind: int, op_id: int, arg: int,
+                      payload: memoryview) -> None:
+        reader = mapping.requests
+        if kind == _EXECUTE:
+            if not mapping.ops.execute(op_id):
+                reader.release()
+                self._reply_busy(op_id)
+                return
+            try:
+                # The payload is read in place (decoded, or handed to an inline
+                # handler such as aether.sink) before the frame is released.
+                self._start(op_id, arg, payload)
+            finally:
+                op = self.running
+                if op is not None and op.finished:
+                    op.params = None  # may hold views of the frame
+                try:
+                    payload.release()
+                except BufferError:
+                    pass  # a decoded view still refers to it; freed with it
+                reader.release()
+            return
+        reader.release()
+        if mapping.ops.cancel(op_id):
+            op = self.running
+            if op is not None and op.op_id == op_id:
+                log.info("session %d: op %d cancelled by client", self.session_id, op_id)
+                op.ctx.cancel()
+
+    def _reply(self, kind: FrameKind, op_id: int, arg: int,
+               payload: bytes | memoryview = b"") -> None:
+        """Put one reply frame; wait (bounded) while the client has not read
+        earlier ones. Then ring the client's doorbell if it sleeps."""
+        mapping = self.mapping
+        assert mapping is not None
+        deadline = time.monotonic() + self.host.limits.send_timeout
+        watch = (self.channel.fileno(), *self._extra_fds())
+        while True:
+            with self._lock:
+                try:
+                    mapping.replies.put(kind, op_id, arg, payload)
+                    break
+                except rings.RingFull:
+                    pass
+            if time.monotonic() >= deadline:
+                raise PeerGoneError(f"client has not read its replies for "
+                                    f"{self.host.limits.send_timeout:.1f} s")
+            mapping.ring_peer()
+            osapi.wait_readable(watch, 0.001)
+            if self._client_exited():
+                raise _EndSession()
+        mapping.ring_peer()
 
     def _trim_buffers(self) -> None:
         """Give back large per-session buffers once the session has been quiet
@@ -380,6 +530,10 @@ class Session:
                 # re-registration of larger blocks (step O6): finish it as a handshake
                 self._handshake_step_event(event)
                 self._handshake(deadline=time.monotonic() + self.host.limits.handshake_timeout)
+            case m.MapMode(ring_size=size):
+                # larger rings (step M4): a new region, then TEST_VERIFIED as in M3
+                self._map(size)
+                self._handshake(deadline=time.monotonic() + self.host.limits.handshake_timeout)
             case m.Goodbye() | m.ConnectionClosed() | m.Error():
                 raise _EndSession()
 
@@ -390,6 +544,9 @@ class Session:
         if self._busy_replies > self.host.limits.max_busy_replies:
             self._fatal(ErrorCode.LIMITS_EXCEEDED,
                         f"more than {self.host.limits.max_busy_replies} EXECUTEs while busy")
+        if self.proto.transport is Transport.MAPPING:
+            self._reply(FrameKind.STARTED, op_id, int(Status.REJECTED_BUSY))
+            return
         self._send(m.Started(op_id, int(Status.REJECTED_BUSY)))
 
     def _handshake_step_event(self, event: m.Event) -> None:
@@ -404,6 +561,12 @@ class Session:
         log.info("session %d: op %d %s: %s", self.session_id, op_id, status.name, message)
         if self.proto.transport is Transport.SOCKET:
             self._send(m.DoneInline(op_id, int(status), payload))
+            return
+        if self.mapping is not None:
+            if len(payload) > self.mapping.result_capacity:
+                payload = encode_payload(ErrorInfo(message=message[:200]))
+            self.mapping.ops.finished(op_id, int(status))
+            self._reply(FrameKind.DONE, op_id, int(status), payload)
             return
         assert self.memory is not None
         if len(payload) > self.memory.result_capacity:
@@ -432,7 +595,11 @@ class Session:
                          f"{spec.name} is declared but not implemented by this service")
             return
         try:
-            params = self.host.registry.decode_params(op_code, payload)
+            in_place = _IN_PLACE.get(op_code)
+            if in_place is not None:
+                params = in_place.decode(payload)
+            else:
+                params = self.host.registry.decode_params(op_code, payload)
         except SchemaError as exc:
             self._reject(op_id, Status.REJECTED_BAD_PARAMS, str(exc), path=exc.path)
             return
@@ -464,9 +631,12 @@ class Session:
             name=f"aether-op-{self.session_id}-{op_id}", daemon=True,
         )
         self.running = op
-        if self.memory is not None and self.proto.transport is Transport.MEMORY:
-            self._write_status(op_id, Status.STARTED)
-        self._send(m.Started(op_id, int(Status.STARTED)))
+        if self.mapping is not None:
+            self._reply(FrameKind.STARTED, op_id, int(Status.STARTED))
+        else:
+            if self.memory is not None and self.proto.transport is Transport.MEMORY:
+                self._write_status(op_id, Status.STARTED)
+            self._send(m.Started(op_id, int(Status.STARTED)))
         try:
             op.thread.start()
         except RuntimeError as exc:  # no more threads: fail this op, keep serving
@@ -496,6 +666,20 @@ class Session:
         if op is None or op.op_id != op_id or op.finished:
             return
         info = encode_payload(ProgressInfo(message=message, done=done, total=total))
+        mapping = self.mapping
+        if mapping is not None:
+            try:
+                with self._lock:
+                    if mapping.ops.current_op_id != op_id or self.mapping is not mapping:
+                        return
+                    # Lossy by design: a client that does not read drops progress.
+                    mapping.replies.put(FrameKind.PROGRESS, op_id, permille, info)
+                mapping.ring_peer()
+            except rings.RingFull:
+                pass
+            except (AetherError, ValueError):
+                op.ctx.cancel()
+            return
         try:
             with self._lock:
                 if self.proto.state is not State.RUNNING or self.proto.current_op_id != op_id:
@@ -525,6 +709,15 @@ class Session:
             self._send(m.DoneInline(op.op_id, int(status), payload))
             self.host.operation_finished(op.spec, status)
             return
+        mapping = self.mapping
+        if mapping is not None:
+            if len(payload) > mapping.result_capacity:
+                status, payload = self._too_large(len(payload), mapping.result_capacity,
+                                                  rings.ring_size_for(len(payload)))
+            mapping.ops.finished(op.op_id, int(status))
+            self._reply(FrameKind.DONE, op.op_id, int(status), payload)
+            self.host.operation_finished(op.spec, status)
+            return
         assert self.memory is not None
         if len(payload) > self.memory.result_capacity:
             status, payload = self._too_large(len(payload), self.memory.result_capacity)
@@ -536,8 +729,8 @@ class Session:
         self.host.operation_finished(op.spec, status)
 
     @staticmethod
-    def _too_large(size: int, capacity: int) -> tuple[Status, bytes]:
-        needed = osapi.round_to_pages(size + wire.HEADER_SIZE)
+    def _too_large(size: int, capacity: int, needed: int = 0) -> tuple[Status, bytes]:
+        needed = needed or osapi.round_to_pages(size + wire.HEADER_SIZE)
         info = ErrorInfo(
             message=f"result of {size} bytes does not fit in {capacity} bytes; "
             f"register a return block of at least {needed} bytes",

@@ -15,7 +15,8 @@ import socket
 import threading
 import time
 
-from aether.errors import AetherTimeoutError, ClosedResourceError, PeerGoneError
+from aether import osapi
+from aether.errors import AetherTimeoutError, ClosedResourceError, OSAPIError, PeerGoneError
 
 RECV_CHUNK = 64 * 1024
 SPIN_MISSES_BEFORE_PAUSE = 4
@@ -97,6 +98,31 @@ class Channel:
     def max_send(self) -> int:
         """Largest datagram this end can send (AF_UNIX: the send buffer less 32)."""
         return int(self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)) - 32
+
+    def send_with_fds(self, datagram: bytes, fds: list[int]) -> None:
+        """Send one datagram with descriptors attached (``SCM_RIGHTS``)."""
+        if self._closed:
+            raise ClosedResourceError("channel is closed")
+        with self._send_lock:
+            try:
+                osapi.send_fds(self.sock, datagram, fds)
+            except OSAPIError as exc:
+                raise PeerGoneError(f"sending descriptors failed: {exc}") from None
+
+    def recv_with_fds(self, timeout: float | None, maxfds: int) -> tuple[bytes, list[int]]:
+        """Wait up to ``timeout`` for one datagram and the descriptors riding
+        along (close-on-exec). ``b""``: the peer closed."""
+        if self._closed:
+            raise ClosedResourceError("channel is closed")
+        if not osapi.wait_readable((self.sock.fileno(),), timeout):
+            raise AetherTimeoutError(f"no message within {timeout:.3f} s")
+        try:
+            data, fds = osapi.recv_fds(self.sock, self.max_datagram, maxfds)
+        except OSAPIError as exc:
+            if exc.errno in (errno.ECONNRESET, errno.EPIPE):
+                return self._after_reset(self.max_datagram), []
+            raise PeerGoneError(f"recv failed: {exc}") from None
+        return data, fds
 
     def send_nowait(self, datagram: bytes) -> bool:
         """Send only if the peer's queue has room now; False if it is full.

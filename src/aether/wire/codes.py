@@ -35,10 +35,24 @@ class Code(enum.IntEnum):
     DONE = 0xA2
     ERROR = 0xAF
     GOODBYE = 0xB0
+    # mapping transport (rings in a memfd passed with SCM_RIGHTS)
+    MAP_MODE = 0xC0
+    MAP_READY = 0xC1
     # socket transport (payload inside the control messages)
     SOCKET_MODE = 0xC8
     EXECUTE_INLINE = 0xC9
     DONE_INLINE = 0xCA
+
+
+class FrameKind(enum.IntEnum):
+    """Kinds of the frames in the mapping transport's rings (0xC2-0xC7)."""
+
+    EXECUTE = 0xC2  # request ring: op id, op code, parameter payload
+    CANCEL = 0xC3  # request ring: op id
+    STARTED = 0xC4  # reply ring: op id, status STARTED or REJECTED_BUSY
+    PROGRESS = 0xC5  # reply ring: op id, permille, msgpack ProgressInfo
+    DONE = 0xC6  # reply ring: op id, final status, result or ErrorInfo payload
+    WRAP = 0xC7  # either ring: the rest of the ring is unused, continue at offset 0
 
 
 class Transport(enum.IntFlag):

@@ -126,7 +126,7 @@ class ServiceProtocol(_Protocol):
         self,
         *,
         fingerprint: int,
-        transports: Transport = Transport.MEMORY | Transport.SOCKET,
+        transports: Transport = Transport.MEMORY | Transport.SOCKET | Transport.MAPPING,
         version: int = 1,
         max_payload: int = 16 * 1024 * 1024,
     ) -> None:
@@ -173,6 +173,14 @@ class ServiceProtocol(_Protocol):
                 self.transport = Transport.SOCKET
                 if 0 < limit < self.max_payload:  # the client's limit binds us too
                     self.max_payload = limit
+            case (_, m.MapMode()):
+                if not Transport.MAPPING & self.offered:
+                    raise self._fail(direction, event, "mapping transport not offered")
+                if self.state is State.IDLE and self.transport is not Transport.MAPPING:
+                    raise self._fail(direction, event, "rings only exist on the mapping transport")
+                self.transport = Transport.MAPPING
+            case (_, m.MapReady()) if self.transport is not Transport.MAPPING:
+                raise self._fail(direction, event, "MAP_READY without MAP_MODE")
             case (_, m.AddrParam(address=a, size=s)):
                 if self.transport is not Transport.MEMORY:
                     raise self._fail(direction, event, "blocks only exist on the memory transport")
@@ -202,6 +210,8 @@ class ServiceProtocol(_Protocol):
     def _guard_execute(self, direction: str, event: m.Event, nxt: State) -> State:
         op_id: int = event.op_id  # type: ignore[attr-defined]
         expect_socket = type(event) is m.ExecuteInline
+        if self.transport is Transport.MAPPING:
+            raise self._fail(direction, event, "operations of the mapping transport use the rings")
         if expect_socket != (self.transport is Transport.SOCKET):
             raise self._fail(direction, event, "wrong EXECUTE form for this transport")
         if op_id != self.last_op_id + 1:
@@ -281,6 +291,12 @@ class ClientProtocol(_Protocol):
                 self.transport = Transport.MEMORY
             case (_, m.SocketMode()):
                 self.transport = Transport.SOCKET
+            case (_, m.MapMode()):
+                if self.state is State.IDLE and self.transport is not Transport.MAPPING:
+                    raise self._fail(direction, event, "rings only exist on the mapping transport")
+                self.transport = Transport.MAPPING
+            case (_, m.MapReady()) if self.transport is not Transport.MAPPING:
+                raise self._fail(direction, event, "MAP_READY without MAP_MODE")
             case (_, m.AddrParam()) if self.transport is not Transport.MEMORY:
                 raise self._fail(direction, event, "blocks only exist on the memory transport")
             case (_, m.TestDone(error=err)) if err:

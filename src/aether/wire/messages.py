@@ -171,6 +171,25 @@ class DoneInline(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class MapMode(Event):
+    """Client -> service after HELLO (or in IDLE, to get larger rings): use the
+    mapping transport with rings of ``ring_size`` bytes each (0: the default)."""
+
+    code: ClassVar[Code] = Code.MAP_MODE
+    ring_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class MapReady(Event):
+    """Service -> client: the memfd and two eventfds ride along (SCM_RIGHTS);
+    ``ring_size`` per ring, ``region_size`` the whole memfd."""
+
+    code: ClassVar[Code] = Code.MAP_READY
+    ring_size: int
+    region_size: int
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionClosed(Event):
     """Pseudo-event: the peer closed the connection (empty read)."""
 
@@ -200,6 +219,8 @@ _BUILD: Final[dict[int, tuple[Callable[[int, int, int, bytes], Event], int]]] = 
     Code.ERROR: (lambda a, b, f, t: Error(a, b, t.decode(_U, "replace")), _SHORT_TAIL),
     Code.GOODBYE: (lambda a, b, f, t: Goodbye(a, t.decode(_U, "replace")), _SHORT_TAIL),
     Code.SOCKET_MODE: (lambda a, b, f, t: SocketMode(a), _NO_TAIL),
+    Code.MAP_MODE: (lambda a, b, f, t: MapMode(a), _NO_TAIL),
+    Code.MAP_READY: (lambda a, b, f, t: MapReady(a, b), _NO_TAIL),
     Code.EXECUTE_INLINE: (lambda a, b, f, t: ExecuteInline(a, b, t), _PAYLOAD_TAIL),
     Code.DONE_INLINE: (lambda a, b, f, t: DoneInline(a, b, t), _PAYLOAD_TAIL),
 }
@@ -221,6 +242,8 @@ _PACK: Final[dict[type[Event], Callable[[Any], tuple[int, int, int, bytes]]]] = 
     Error: lambda e: (e.error, e.detail, 0, e.text.encode(_U, "replace")[:MAX_TAIL]),
     Goodbye: lambda e: (e.reason, 0, 0, e.text.encode(_U, "replace")[:MAX_TAIL]),
     SocketMode: lambda e: (e.max_payload, 0, 0, b""),
+    MapMode: lambda e: (e.ring_size, 0, 0, b""),
+    MapReady: lambda e: (e.ring_size, e.region_size, 0, b""),
     ExecuteInline: lambda e: (e.op_id, e.op_code, 0, bytes(e.payload)),
     DoneInline: lambda e: (e.op_id, e.status, 0, bytes(e.payload)),
 }

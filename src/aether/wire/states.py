@@ -2,9 +2,12 @@
 
 Theory of operation (``docs/protocol.md`` sections 3 and 4): a session is
 one connection. The service greets with HELLO; the client either registers
-two memory blocks (CLIENT_PID, ADDR_PARAM, ADDR_RETN, IPC_TEST) or selects
-the socket transport (SOCKET_MODE). Either way the service answers
-TEST_DONE and the client TEST_VERIFIED, and the session is IDLE. From IDLE
+two memory blocks (CLIENT_PID, ADDR_PARAM, ADDR_RETN, IPC_TEST), selects
+the socket transport (SOCKET_MODE) or the mapping transport (MAP_MODE).
+The service answers TEST_DONE (MAP_READY with the memfd for mapping) and
+the client TEST_VERIFIED, and the session is IDLE. On the mapping transport
+the operations then run through the rings (:mod:`aether.wire.rings`), not
+through these tables. From IDLE
 one operation runs at a time: EXECUTE, STARTED, PROGRESS*, DONE (an
 operation that completes at once may skip STARTED and PROGRESS). CANCEL may
 be sent while it runs; a late CANCEL for a finished op is ignored. ERROR and
@@ -72,16 +75,21 @@ SERVICE_TABLE: Final[Table] = {
     State.WAIT_CLIENT_PID: {
         (RECV, m.ClientPid): State.WAIT_ADDR_PARAM,  # H3
         (RECV, m.SocketMode): State.TESTING,  # S1
+        (RECV, m.MapMode): State.TESTING,  # M1
     },
     State.WAIT_ADDR_PARAM: {(RECV, m.AddrParam): State.WAIT_ADDR_RETN},  # H4
     State.WAIT_ADDR_RETN: {(RECV, m.AddrRetn): State.WAIT_IPC_TEST},  # H5
     State.WAIT_IPC_TEST: {(RECV, m.IpcTest): State.TESTING},  # H6
-    State.TESTING: {(SEND, m.TestDone): State.WAIT_VERIFIED},  # H7
+    State.TESTING: {
+        (SEND, m.TestDone): State.WAIT_VERIFIED,  # H7
+        (SEND, m.MapReady): State.WAIT_VERIFIED,  # M2
+    },
     State.WAIT_VERIFIED: {(RECV, m.TestVerified): State.IDLE},  # H8
     State.IDLE: {
         (RECV, m.Execute): State.AWAIT_START,  # O1
         (RECV, m.ExecuteInline): State.AWAIT_START,  # O1 (socket)
         (RECV, m.AddrParam): State.WAIT_ADDR_RETN,  # O6 re-registration
+        (RECV, m.MapMode): State.TESTING,  # M4 larger rings
         (RECV, m.Cancel): State.IDLE,  # O5 late cancel, ignored
     },
     State.AWAIT_START: {
@@ -108,16 +116,21 @@ CLIENT_TABLE: Final[Table] = {
     State.SEND_CLIENT_PID: {
         (SEND, m.ClientPid): State.SEND_ADDR_PARAM,  # H3
         (SEND, m.SocketMode): State.WAIT_TEST_DONE,  # S1
+        (SEND, m.MapMode): State.WAIT_TEST_DONE,  # M1
     },
     State.SEND_ADDR_PARAM: {(SEND, m.AddrParam): State.SEND_ADDR_RETN},  # H4
     State.SEND_ADDR_RETN: {(SEND, m.AddrRetn): State.SEND_IPC_TEST},  # H5
     State.SEND_IPC_TEST: {(SEND, m.IpcTest): State.WAIT_TEST_DONE},  # H6
-    State.WAIT_TEST_DONE: {(RECV, m.TestDone): State.VERIFYING},  # H7
+    State.WAIT_TEST_DONE: {
+        (RECV, m.TestDone): State.VERIFYING,  # H7
+        (RECV, m.MapReady): State.VERIFYING,  # M2
+    },
     State.VERIFYING: {(SEND, m.TestVerified): State.IDLE},  # H8
     State.IDLE: {
         (SEND, m.Execute): State.AWAIT_START,  # O1
         (SEND, m.ExecuteInline): State.AWAIT_START,  # O1 (socket)
         (SEND, m.AddrParam): State.SEND_ADDR_RETN,  # O6
+        (SEND, m.MapMode): State.WAIT_TEST_DONE,  # M4 larger rings
         (RECV, m.Progress): State.IDLE,  # O5 late progress of a finished op
     },
     State.AWAIT_START: {

@@ -1,0 +1,135 @@
+"""Loans: fill a large ``bytes`` parameter in place, read a result in place.
+
+``Client.loan(params, size)`` hands out a writable buffer for the *last*
+field of ``params`` (a ``bytes`` field left empty). On the mapping transport
+the buffer is the payload's place inside the request ring, so the bulk data
+is written once, by the caller, and read by the service where it lies (the
+``aether.sink`` built-in reads it without a copy). Other transports give a
+buffer in the client's memory and send it as usual, so the same code runs
+everywhere.
+
+The msgpack framing around the buffer is built by hand (a ``bin 32``
+header in place of the empty value) because msgspec can only encode into a
+``bytearray`` of its own, never into shared memory.
+
+``Client.call_in_place(params)`` returns an :class:`InPlaceResult`: the
+result's encoded bytes as a view into the reply ring (mapping), the return
+block (memory) or a received buffer (socket), valid until ``release()``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from aether.errors import BusyResourceError, SchemaError
+from aether.schema import OperationSpec, Params, encode, spec_of
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .operation import Operation, ProgressCallback
+
+_EMPTY_BIN = b"\xc4\x00"
+_MAX_LOAN = 0xFFFFFFFF
+
+
+def loan_prefix(params: Params, size: int) -> tuple[OperationSpec, bytes]:
+    """The operation and the encoded parameters up to the loaned bytes."""
+    spec = spec_of(params)
+    if not 0 <= size <= _MAX_LOAN:
+        raise ValueError(f"a loan of {size} bytes is out of range")
+    encoded = encode(params)
+    fields = type(params).__struct_fields__
+    if not fields or getattr(params, fields[-1]) != b"" or not encoded.endswith(_EMPTY_BIN):
+        raise SchemaError(f"{spec.name}: a loan fills the last field, which must be bytes "
+                          "and left empty (b\"\")")
+    return spec, encoded[:-len(_EMPTY_BIN)] + b"\xc6" + size.to_bytes(4, "big")
+
+
+class Loan:
+    """A writable buffer for one call's bulk parameter (see the module docstring).
+
+    Use as a context manager; :meth:`call` or :meth:`start` sends it, leaving
+    the block without either gives the room back unsent.
+    """
+
+    def __init__(self, client: Client, spec: OperationSpec, prefix: bytes, size: int) -> None:
+        self.client = client
+        self.spec = spec
+        self.size = size
+        self._done = False
+        self._total = len(prefix) + size
+        self._whole, self.op_id = client._lend(self._total)
+        self._whole[:len(prefix)] = prefix
+        self.buffer: memoryview = self._whole[len(prefix):]
+
+    def start(self, *, on_progress: ProgressCallback | None = None) -> Operation:
+        if self._done:
+            raise BusyResourceError("this loan was already used or released")
+        self._done = True
+        self.buffer.release()
+        whole, self._whole = self._whole, memoryview(b"")
+        return self.client._start_loan(self.spec, whole, self._total, self.op_id, on_progress)
+
+    def call(self, *, timeout: float | None = None,
+             on_progress: ProgressCallback | None = None) -> Any:
+        return self.start(on_progress=on_progress).wait(timeout)
+
+    def release(self) -> None:
+        """Give the room back without sending anything."""
+        if self._done:
+            return
+        self._done = True
+        self.buffer.release()
+        self._whole.release()
+        self.client._end_loan()
+
+    def __enter__(self) -> Loan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class InPlaceResult:
+    """A result's encoded bytes, in place until :meth:`release` (a context
+    manager). ``view`` is the msgpack payload; :meth:`decode` gives the typed
+    value; :meth:`bytes_view` the content of a ``bytes`` result, not copied."""
+
+    def __init__(self, op: Operation, view: memoryview, release: Any) -> None:
+        self.op = op
+        self.view = view
+        self._release = release
+
+    def decode(self) -> Any:
+        return self.op.client.registry.decode_result(self.op.code, self.view)
+
+    def bytes_view(self) -> memoryview:
+        """The content of a msgpack ``bin`` result, as a view."""
+        v = self.view
+        if len(v) < 2:
+            raise SchemaError("the result is not a bytes value")
+        tag = v[0]
+        if tag == 0xC4:
+            start, n = 2, v[1]
+        elif tag == 0xC5 and len(v) >= 3:
+            start, n = 3, int.from_bytes(v[1:3], "big")
+        elif tag == 0xC6 and len(v) >= 5:
+            start, n = 5, int.from_bytes(v[1:5], "big")
+        else:
+            raise SchemaError("the result is not a bytes value")
+        if start + n != len(v):
+            raise msgspec.DecodeError("truncated bytes result")
+        return v[start:start + n]
+
+    def release(self) -> None:
+        if self._release is not None:
+            release, self._release = self._release, None
+            release()
+
+    def __enter__(self) -> InPlaceResult:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

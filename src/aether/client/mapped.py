@@ -1,0 +1,151 @@
+"""The client's side of the mapping transport's operations: frames into the
+request ring, replies out of the reply ring (``docs/protocol.md`` §10).
+
+Kept apart from :mod:`aether.client.client` so that the per-call path stays
+short: one encode, one copy into the ring, one doorbell check, a bounded
+spin on the reply ring's head, and a sleep on the eventfd only after that.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from aether import osapi
+from aether.errors import AetherTimeoutError, PeerGoneError
+from aether.transport.channel import Channel
+from aether.transport.mapping import MappingClientSide, spin_until
+from aether.wire import FrameKind, rings
+
+_EXECUTE = int(FrameKind.EXECUTE)
+_CANCEL = int(FrameKind.CANCEL)
+Frame = tuple[int, int, int, memoryview]
+
+
+class ControlMessage(Exception):
+    """A datagram arrived on the control socket while waiting for a reply
+    (GOODBYE, ERROR or a hang-up): the caller decodes it."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__("control message")
+        self.data = data
+
+
+class MappedCalls:
+    """The rings of one session, as the client uses them."""
+
+    def __init__(self, side: MappingClientSide, channel: Channel) -> None:
+        self.side = side
+        self.channel = channel
+        self.writer = side.requests
+        self.reader = side.replies
+        self.ops = side.ops
+        self._sock_fd = channel.fileno()
+        # The request ring has one producer: EXECUTE comes from the caller's
+        # thread, CANCEL from any thread.
+        self._wlock = threading.Lock()
+
+    @property
+    def param_capacity(self) -> int:
+        return self.writer.capacity
+
+    @property
+    def result_capacity(self) -> int:
+        return self.side.region.ring_size - rings.FRAME_SIZE
+
+    def send(self, kind: int, op_id: int, arg: int, payload: bytes | memoryview,
+             timeout: float) -> None:
+        """Put one request frame (waiting up to ``timeout`` for room), then ring."""
+        writer = self.writer
+        with self._wlock:
+            try:
+                writer.put(kind, op_id, arg, payload)
+            except rings.RingFull:
+                self._put_slowly(kind, op_id, arg, payload, timeout)
+        self.side.ring_peer()
+
+    def _put_slowly(self, kind: int, op_id: int, arg: int, payload: bytes | memoryview,
+                    timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.side.ring_peer()
+            if osapi.wait_readable((self._sock_fd,), 0.001):
+                raise PeerGoneError("the service closed the connection")
+            try:
+                self.writer.put(kind, op_id, arg, payload)
+                return
+            except rings.RingFull:
+                if time.monotonic() >= deadline:
+                    raise AetherTimeoutError(
+                        f"the service has not read its requests for {timeout:.1f} s") from None
+
+    def loan(self, size: int, timeout: float) -> memoryview:
+        """Reserve a request frame of ``size`` payload bytes (held under the
+        producer lock until :meth:`commit_loan` or :meth:`abandon_loan`)."""
+        self._wlock.acquire()
+        try:
+            try:
+                return self.writer.reserve(size)
+            except rings.RingFull:
+                pass
+            deadline = time.monotonic() + timeout
+            while True:
+                self.side.ring_peer()
+                if osapi.wait_readable((self._sock_fd,), 0.001):
+                    raise PeerGoneError("the service closed the connection")
+                try:
+                    return self.writer.reserve(size)
+                except rings.RingFull:
+                    if time.monotonic() >= deadline:
+                        raise AetherTimeoutError("the service has not read its requests for "
+                                                 f"{timeout:.1f} s") from None
+        except BaseException:
+            self._wlock.release()
+            raise
+
+    def commit_loan(self, op_id: int, code: int, size: int) -> None:
+        try:
+            self.writer.commit(_EXECUTE, op_id, code, size)
+        finally:
+            self._wlock.release()
+        self.side.ring_peer()
+
+    def abandon_loan(self) -> None:
+        self._wlock.release()
+
+    def cancel(self, op_id: int, timeout: float) -> None:
+        self.send(_CANCEL, op_id, 0, b"", timeout)
+
+    def next_reply(self, deadline: float | None, spin: float) -> Frame:
+        """The next reply frame (release it with ``reader.release()``).
+
+        Raises AetherTimeoutError when ``deadline`` passes, ControlMessage
+        when the control socket has something to say first, and
+        RemoteProtocolError for a ring the service could not have written.
+        """
+        reader = self.reader
+        frame = reader.poll()
+        if frame is not None:
+            return frame
+        if spin and spin_until(reader.pending, spin):
+            frame = reader.poll()
+            if frame is not None:
+                return frame
+        watch = (self._sock_fd,)
+        while True:
+            remaining = None
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AetherTimeoutError("no reply in time")
+            ready = self.side.sleep(reader.pending, watch, remaining)
+            frame = reader.poll()
+            if frame is not None:
+                return frame
+            if ready:
+                data = self.channel.recv(0.0)
+                assert data is not None
+                raise ControlMessage(data)
+
+    def close(self) -> None:
+        self.side.close()

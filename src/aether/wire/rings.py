@@ -1,0 +1,471 @@
+"""The mapping transport's shared region, its two rings and their frames, sans-IO.
+
+``docs/protocol.md`` section 10 is the specification. The region is one
+memfd the service creates per session: a 4096-byte control area, then the
+request ring (client -> service), then the reply ring (service -> client),
+``ring_size`` bytes each. The control area holds little-endian u64 words,
+each index on its own cache line so the two ends never write one line::
+
+    word 0 magic | 1 layout version | 2 ring size
+    word 8  request head (client)   | word 16 request tail (service)
+    word 24 reply head (service)    | word 32 reply tail (client)
+    word 40 service sleeping (1/0)  | word 48 client sleeping (1/0)
+
+Heads and tails are byte counters that only grow; a frame starts at
+``counter % ring_size``, 8-byte aligned, and never wraps: a producer that
+reaches the end writes a WRAP frame (or, with under 32 bytes left, nothing)
+and continues at offset 0. A frame is a 32-byte header, ``<HHIQIIII``::
+
+    kind u16 | flags u16 | seq u32 | op_id u64 | arg u32 | length u32 |
+    reserved u32 | crc u32
+
+``arg`` is the op code (EXECUTE), the status (STARTED, DONE) or permille
+(PROGRESS). ``crc`` is CRC-32 over the first 28 header bytes and then the
+payload, so a torn or forged header or payload is rejected, never decoded.
+``seq`` counts the frames of one ring from 1.
+
+Everything here works on buffers the caller hands in (``memoryview``s of
+the mapped region, or plain ``bytearray``s in tests) and makes no system
+call. The peer writes the same memory concurrently, so every value read
+from it is checked before use and each end keeps its own index privately:
+only the *peer's* index is read back, and a value out of range raises
+:class:`RemoteProtocolError` (the session is over). Writers store the
+payload, then the header, then the head; on x86-64 (total store order)
+a reader that sees the head sees the frame. Readers copy the header before
+checking it; the payload is checked and decoded in place, so a peer that
+rewrites it meanwhile can only spoil its own request (decoding is typed and
+never executes anything).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Callable
+from typing import Final
+
+from aether.errors import RemoteProtocolError
+
+from .codes import ErrorCode, FrameKind, Status
+
+_crc32: Callable[[bytes | bytearray | memoryview, int], int]
+try:  # ISA-L: the same CRC-32 as zlib, about ten times faster
+    from isal.isal_zlib import crc32 as _crc32
+except ImportError:  # pragma: no cover - isal is a dependency
+    _crc32 = zlib.crc32
+
+MAGIC: Final = 0x3150414D48544541  # b"AETHMAP1", little-endian
+LAYOUT_VERSION: Final = 1
+CONTROL_BYTES: Final = 4096
+FRAME_SIZE: Final = 32
+RING_ALIGN: Final = 4096
+DEFAULT_RING_SIZE: Final = 256 * 1024
+MIN_RING_SIZE: Final = 4096
+
+# u64 word indices in the control area
+W_MAGIC: Final = 0
+W_VERSION: Final = 1
+W_RING_SIZE: Final = 2
+W_REQ_HEAD: Final = 8
+W_REQ_TAIL: Final = 16
+W_REP_HEAD: Final = 24
+W_REP_TAIL: Final = 32
+W_SERVICE_SLEEPING: Final = 40
+W_CLIENT_SLEEPING: Final = 48
+
+FRAME: Final = struct.Struct("<HHIQIIII")
+assert FRAME.size == FRAME_SIZE
+
+_EXECUTE: Final = int(FrameKind.EXECUTE)
+_CANCEL: Final = int(FrameKind.CANCEL)
+_STARTED: Final = int(FrameKind.STARTED)
+_PROGRESS: Final = int(FrameKind.PROGRESS)
+_DONE: Final = int(FrameKind.DONE)
+_WRAP: Final = int(FrameKind.WRAP)
+_REQUEST_KINDS: Final = frozenset({_EXECUTE, _CANCEL})
+_REPLY_KINDS: Final = frozenset({_STARTED, _PROGRESS, _DONE})
+_FINAL: Final = frozenset(int(s) for s in Status if s.is_final)
+_REJECTIONS: Final = frozenset(int(s) for s in Status if s.is_rejection)
+_U32: Final = 0xFFFFFFFF
+
+
+def region_size(ring_size: int) -> int:
+    """Bytes of the whole memfd for rings of ``ring_size`` bytes."""
+    return CONTROL_BYTES + 2 * ring_size
+
+
+def frame_span(length: int) -> int:
+    """Ring bytes a frame with a ``length``-byte payload occupies."""
+    return FRAME_SIZE + ((length + 7) & ~7)
+
+
+def capacity(ring_size: int) -> int:
+    """Largest payload one frame in a ring of ``ring_size`` can carry."""
+    return ring_size - FRAME_SIZE
+
+
+def ring_size_for(payload: int) -> int:
+    """Smallest valid ring size whose frames hold ``payload`` bytes."""
+    need = frame_span(payload)
+    return max(MIN_RING_SIZE, -(-need // RING_ALIGN) * RING_ALIGN)
+
+
+def check_ring_size(ring_size: int, *, max_size: int) -> tuple[ErrorCode, str]:
+    """Pure checks on a ring size (MAP_MODE, MAP_READY): (NONE, "") if fine."""
+    if ring_size < MIN_RING_SIZE or ring_size % RING_ALIGN:
+        return ErrorCode.BAD_BLOCK, (
+            f"ring size {ring_size} must be a multiple of {RING_ALIGN}, at least {MIN_RING_SIZE}"
+        )
+    if ring_size > max_size:
+        return ErrorCode.BLOCK_TOO_LARGE, f"ring size {ring_size} exceeds the limit {max_size}"
+    return ErrorCode.NONE, ""
+
+
+def init_control(ctl: memoryview, ring_size: int) -> None:
+    """Fill a fresh (zeroed) control area; ``ctl`` is the region cast to 'Q'."""
+    ctl[W_RING_SIZE] = ring_size
+    ctl[W_VERSION] = LAYOUT_VERSION
+    ctl[W_MAGIC] = MAGIC
+
+
+def check_control(ctl: memoryview, ring_size: int) -> str:
+    """What is wrong with a control area the client was handed ("" if fine)."""
+    if ctl[W_MAGIC] != MAGIC or ctl[W_VERSION] != LAYOUT_VERSION:
+        return "the region does not start with the mapping transport's magic"
+    if ctl[W_RING_SIZE] != ring_size:
+        return f"the region says ring size {ctl[W_RING_SIZE]}, MAP_READY said {ring_size}"
+    for word in (W_REQ_HEAD, W_REQ_TAIL, W_REP_HEAD, W_REP_TAIL):
+        if ctl[word]:
+            return "the rings of a fresh region are not empty"
+    return ""
+
+
+def frame_crc(header: bytes | bytearray | memoryview, payload: bytes | bytearray | memoryview
+              ) -> int:
+    """CRC-32 over the first 28 header bytes, then the payload."""
+    return _crc32(payload, _crc32(header[:28], 0)) & _U32
+
+
+def _corrupt(what: str) -> RemoteProtocolError:
+    return RemoteProtocolError(f"ring: {what}", event="ring")
+
+
+class RingFull(Exception):
+    """No room in the ring now (the consumer has not caught up); try again later."""
+
+
+class RingWriter:
+    """The producer's end of one ring.
+
+    ``ctl`` is the control area cast to 'Q', ``data`` the ring's bytes.
+    ``head_word``/``tail_word`` are the indices in ``ctl``. The head lives
+    here (``self.head``) and is only ever *written* to the region.
+    """
+
+    __slots__ = (
+        "_ctl",
+        "_data",
+        "_hdr",
+        "_hdr28",
+        "_head_word",
+        "_pos",
+        "_size",
+        "_tail_word",
+        "_wrap_from",
+        "head",
+        "seq",
+    )
+
+    def __init__(self, ctl: memoryview, data: memoryview, head_word: int, tail_word: int) -> None:
+        self._ctl = ctl
+        self._data = data
+        self._size = len(data)
+        self._head_word = head_word
+        self._tail_word = tail_word
+        self.head = 0
+        self.seq = 1
+        self._hdr = bytearray(FRAME_SIZE)
+        self._hdr28 = memoryview(self._hdr)[:28]
+        self._pos = -1
+        self._wrap_from = -1
+
+    @property
+    def capacity(self) -> int:
+        return self._size - FRAME_SIZE
+
+    def peer_tail(self) -> int:
+        """The consumer's tail, checked: head - size <= tail <= head."""
+        tail: int = self._ctl[self._tail_word]
+        head = self.head
+        if tail > head or tail < head - self._size or tail & 7:
+            raise _corrupt(f"consumer tail {tail} is impossible with head {head}")
+        return tail
+
+    def empty(self) -> bool:
+        """True when the consumer has read everything written."""
+        return self.peer_tail() == self.head
+
+    def reserve(self, length: int) -> memoryview:
+        """Room for one frame with a ``length``-byte payload: returns the
+        payload's place in the ring (a loan: fill it, then :meth:`commit`).
+
+        Raises RingFull when there is no room yet (having published a WRAP
+        if the frame needs the ring's start), ValueError when a frame of that
+        size can never fit.
+        """
+        span = FRAME_SIZE + ((length + 7) & ~7)
+        size = self._size
+        if span > size:
+            raise ValueError(f"a payload of {length} bytes exceeds the ring's capacity "
+                             f"{size - FRAME_SIZE}")
+        head = self.head
+        pos = head % size
+        room = size - pos
+        used = head - self.peer_tail()
+        if span <= room:
+            if span > size - used:
+                raise RingFull()
+            self._wrap_from = -1
+        else:
+            if room + span > size - used:
+                if room <= size - used:
+                    # Publish the wrap on its own: once the consumer has passed
+                    # it, the whole ring from offset 0 can hold the frame.
+                    self._publish_wrap(pos, room)
+                raise RingFull()
+            self._wrap_from = pos
+            pos = 0
+        self._pos = pos
+        return self._data[pos + FRAME_SIZE:pos + FRAME_SIZE + length]
+
+    def _publish_wrap(self, pos: int, room: int) -> None:
+        if room >= FRAME_SIZE:
+            FRAME.pack_into(self._hdr, 0, _WRAP, 0, 0, 0, 0, 0, 0, 0)
+            self._data[pos:pos + FRAME_SIZE] = self._hdr
+        self.head += room
+        self._ctl[self._head_word] = self.head
+
+    def commit(self, kind: int, op_id: int, arg: int, length: int) -> None:
+        """Publish the frame reserved last (its payload already in place)."""
+        pos = self._pos
+        if pos < 0:
+            raise RuntimeError("commit without reserve")
+        self._pos = -1
+        data = self._data
+        hdr = self._hdr
+        head = self.head
+        wrap_from = self._wrap_from
+        if wrap_from >= 0:
+            room = self._size - wrap_from
+            if room >= FRAME_SIZE:
+                FRAME.pack_into(hdr, 0, _WRAP, 0, 0, 0, 0, 0, 0, 0)
+                data[wrap_from:wrap_from + FRAME_SIZE] = hdr
+            head += room
+        seq = self.seq
+        FRAME.pack_into(hdr, 0, kind, 0, seq, op_id, arg, length, 0, 0)
+        crc = _crc32(data[pos + FRAME_SIZE:pos + FRAME_SIZE + length], _crc32(self._hdr28, 0))
+        FRAME.pack_into(hdr, 0, kind, 0, seq, op_id, arg, length, 0, crc & _U32)
+        data[pos:pos + FRAME_SIZE] = hdr
+        self.seq = (seq + 1) & _U32
+        head += FRAME_SIZE + ((length + 7) & ~7)
+        self.head = head
+        self._ctl[self._head_word] = head
+
+    def put(self, kind: int, op_id: int, arg: int,
+            payload: bytes | bytearray | memoryview = b"") -> None:
+        """Reserve, copy ``payload`` in and commit (raises RingFull, ValueError)."""
+        n = len(payload)
+        view = self.reserve(n)
+        if n:
+            view[:] = payload
+        self.commit(kind, op_id, arg, n)
+
+
+class RingReader:
+    """The consumer's end of one ring; the tail lives here and is only
+    ever written to the region."""
+
+    __slots__ = (
+        "_ctl",
+        "_data",
+        "_hdr",
+        "_hdr28",
+        "_head_word",
+        "_next",
+        "_size",
+        "_tail_word",
+        "kinds",
+        "seq",
+        "tail",
+    )
+
+    def __init__(self, ctl: memoryview, data: memoryview, head_word: int, tail_word: int,
+                 kinds: frozenset[int]) -> None:
+        self._ctl = ctl
+        self._data = data
+        self._size = len(data)
+        self._head_word = head_word
+        self._tail_word = tail_word
+        self.tail = 0
+        self.seq = 1
+        self.kinds = kinds
+        self._hdr = bytearray(FRAME_SIZE)
+        self._hdr28 = memoryview(self._hdr)[:28]
+        self._next = -1
+
+    def pending(self) -> bool:
+        """True when the producer has published something not yet read
+        (the head is not checked here: :meth:`poll` does that)."""
+        return bool(self._ctl[self._head_word] != self.tail)
+
+    def poll(self) -> tuple[int, int, int, memoryview] | None:
+        """The next frame as (kind, op_id, arg, payload view), or None if empty.
+
+        The payload view points into the ring: use it before :meth:`release`.
+        Raises RemoteProtocolError for anything the producer could not have
+        written honestly (the session is over).
+        """
+        if self._next >= 0:
+            raise RuntimeError("poll before release of the previous frame")
+        size = self._size
+        data = self._data
+        while True:
+            tail = self.tail
+            head: int = self._ctl[self._head_word]
+            if head == tail:
+                return None
+            avail = head - tail
+            if avail < 0 or avail > size or avail & 7:
+                raise _corrupt(f"producer head {head} is impossible with tail {tail}")
+            pos = tail % size
+            room = size - pos
+            if room < FRAME_SIZE:
+                self._skip(tail + room, avail, room)
+                continue
+            hdr = self._hdr
+            hdr[:] = data[pos:pos + FRAME_SIZE]
+            kind, flags, seq, op_id, arg, length, reserved, crc = FRAME.unpack_from(hdr)
+            if kind == _WRAP:
+                self._skip(tail + room, avail, room)
+                continue
+            span = FRAME_SIZE + ((length + 7) & ~7)
+            if span > avail or span > room:
+                raise _corrupt(f"frame of {length} bytes overruns the published data")
+            if seq != self.seq:
+                raise _corrupt(f"frame sequence {seq}, expected {self.seq}")
+            if kind not in self.kinds or flags or reserved:
+                raise _corrupt(f"frame kind 0x{kind:x} flags {flags} reserved {reserved}")
+            start = pos + FRAME_SIZE
+            payload = data[start:start + length]
+            if (_crc32(payload, _crc32(self._hdr28, 0)) & _U32) != crc:
+                raise _corrupt(f"frame {seq} fails its crc32")
+            self.seq = (seq + 1) & _U32
+            self._next = tail + span
+            return kind, op_id, arg, payload
+
+    def _skip(self, new_tail: int, avail: int, room: int) -> None:
+        if avail < room:
+            raise _corrupt("wrap before the producer reached the end of the ring")
+        self.tail = new_tail
+        self._ctl[self._tail_word] = new_tail
+
+    def release(self) -> None:
+        """Give the last polled frame's bytes back to the producer."""
+        nxt = self._next
+        if nxt >= 0:
+            self._next = -1
+            self.tail = nxt
+            self._ctl[self._tail_word] = nxt
+
+
+def request_reader(ctl: memoryview, data: memoryview) -> RingReader:
+    return RingReader(ctl, data, W_REQ_HEAD, W_REQ_TAIL, _REQUEST_KINDS)
+
+
+def request_writer(ctl: memoryview, data: memoryview) -> RingWriter:
+    return RingWriter(ctl, data, W_REQ_HEAD, W_REQ_TAIL)
+
+
+def reply_reader(ctl: memoryview, data: memoryview) -> RingReader:
+    return RingReader(ctl, data, W_REP_HEAD, W_REP_TAIL, _REPLY_KINDS)
+
+
+def reply_writer(ctl: memoryview, data: memoryview) -> RingWriter:
+    return RingWriter(ctl, data, W_REP_HEAD, W_REP_TAIL)
+
+
+class ServiceRingOps:
+    """Operation rules for the frames the service reads (protocol.md §10.3):
+    op ids strictly +1, one op at a time, CANCEL only for an executed id."""
+
+    __slots__ = ("current_op_id", "last_op_id")
+
+    def __init__(self, last_op_id: int = 0) -> None:
+        self.last_op_id = last_op_id
+        self.current_op_id = 0
+
+    def execute(self, op_id: int) -> bool:
+        """EXECUTE received: True to start it, False when it must get REJECTED_BUSY."""
+        if op_id != self.last_op_id + 1:
+            raise _corrupt(f"op id {op_id} is not the next one ({self.last_op_id + 1})")
+        self.last_op_id = op_id
+        if self.current_op_id:
+            return False
+        self.current_op_id = op_id
+        return True
+
+    def cancel(self, op_id: int) -> bool:
+        """CANCEL received: True when it names the running op (late ones are ignored)."""
+        if op_id == 0 or op_id > self.last_op_id:
+            raise _corrupt(f"CANCEL for op {op_id}, which was never executed")
+        return op_id == self.current_op_id
+
+    def finished(self, op_id: int, status: int) -> None:
+        """The service is about to send DONE (or a rejection) for ``op_id``."""
+        if op_id != self.current_op_id or status not in _FINAL:
+            raise ValueError(f"DONE {status} for op {op_id}, running {self.current_op_id}")
+        self.current_op_id = 0
+
+
+class ClientRingOps:
+    """Operation rules for the frames the client reads."""
+
+    __slots__ = ("current_op_id", "last_op_id")
+
+    def __init__(self, last_op_id: int = 0) -> None:
+        self.last_op_id = last_op_id
+        self.current_op_id = 0
+
+    def execute(self) -> int:
+        """The op id of the next EXECUTE (one at a time)."""
+        if self.current_op_id:
+            raise ValueError(f"op {self.current_op_id} is still in flight")
+        op_id = self.last_op_id + 1
+        self.last_op_id = self.current_op_id = op_id
+        return op_id
+
+    def abandon(self) -> None:
+        """The EXECUTE could not be sent: the id is not used."""
+        if self.current_op_id:
+            self.last_op_id = self.current_op_id - 1
+            self.current_op_id = 0
+
+    def reply(self, kind: int, op_id: int, arg: int) -> bool:
+        """Check one reply frame; True when it is the final one (DONE)."""
+        if kind == _DONE:
+            if op_id != self.current_op_id or arg not in _FINAL:
+                raise _corrupt(f"DONE {arg} for op {op_id}, expected op {self.current_op_id}")
+            self.current_op_id = 0
+            return True
+        if kind == _PROGRESS:
+            if op_id > self.last_op_id or op_id == 0:
+                raise _corrupt(f"PROGRESS for op {op_id}, which was never executed")
+            return False
+        if kind == _STARTED:
+            if op_id != self.current_op_id or arg != Status.STARTED:
+                raise _corrupt(f"STARTED {arg} for op {op_id}, expected op {self.current_op_id}")
+            return False
+        raise _corrupt(f"frame kind 0x{kind:x} in the reply ring")
+
+
+REJECTIONS: Final = _REJECTIONS

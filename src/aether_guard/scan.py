@@ -1,0 +1,306 @@
+"""Walking the policy's trees and examining every entry, in parallel.
+
+The walk is a lazy depth-first ``os.scandir`` over bytes paths (no name
+decoding, no list of the whole tree in memory); entries go in batches to a
+thread pool whose workers ``lstat``/``fstat``, read and hash. hashlib and the
+file reads release the GIL, so large files hash on all cores; small files
+cost mostly system calls, which release it too.
+
+A regular file is opened with ``O_NOFOLLOW`` and its attributes come from
+``fstat`` on the open descriptor before and after reading: if they differ
+the file changed while it was read, so it is read again (up to
+``RETRIES`` times) and otherwise recorded as "changed during the scan" with
+no digest, never with a digest of content that never existed as a whole.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import NamedTuple
+
+from .policy import GuardPolicy, PathRule
+
+CHUNK = 1 << 20
+BATCH = 128
+RETRIES = 3
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_local = threading.local()
+
+
+class Entry(NamedTuple):
+    """One examined entry, in the column order of the ``entries`` table."""
+
+    path: bytes
+    type: str
+    size: int | None
+    mode: int | None
+    uid: int | None
+    gid: int | None
+    mtime: int | None
+    ctime: int | None
+    inode: int | None
+    target: bytes | None
+    sha256: str | None
+    blake2b: str | None
+    problem: str | None
+
+
+_TYPES = (
+    (stat.S_ISREG, "file"), (stat.S_ISDIR, "dir"), (stat.S_ISLNK, "symlink"),
+    (stat.S_ISFIFO, "fifo"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "chardev"),
+    (stat.S_ISBLK, "blockdev"),
+)
+
+
+def file_type(mode: int) -> str:
+    for test, name in _TYPES:
+        if test(mode):
+            return name
+    return "unknown"
+
+
+def _buffer() -> bytearray:
+    buf = getattr(_local, "buf", None)
+    if buf is None:
+        buf = _local.buf = bytearray(CHUNK)
+    return buf
+
+
+def _entry(path: bytes, st: os.stat_result, *, target: bytes | None = None,
+           sha: str | None = None, b2: str | None = None, problem: str | None = None) -> Entry:
+    return Entry(path, file_type(st.st_mode), st.st_size, st.st_mode, st.st_uid, st.st_gid,
+                 st.st_mtime_ns, st.st_ctime_ns, st.st_ino, target, sha, b2, problem)
+
+
+def _same(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_size, a.st_mtime_ns, a.st_ctime_ns, a.st_ino) == \
+        (b.st_size, b.st_mtime_ns, b.st_ctime_ns, b.st_ino)
+
+
+class Stopped(Exception):
+    """The scan was cancelled while a file was being read."""
+
+
+def _never() -> bool:
+    return False
+
+
+def _hash_fd(fd: int, hashes: tuple[str, ...], stop: Callable[[], bool] = _never
+             ) -> tuple[str | None, str | None, int]:
+    hs = [hashlib.sha256() if h == "sha256" else hashlib.blake2b() for h in hashes]
+    buf = _buffer()
+    view = memoryview(buf)
+    total = 0
+    while True:
+        n = os.readv(fd, [buf])
+        if n <= 0:
+            break
+        if stop():
+            raise Stopped()
+        total += n
+        chunk = view[:n]
+        for h in hs:
+            h.update(chunk)
+    digests = dict(zip(hashes, (h.hexdigest() for h in hs), strict=True))
+    return digests.get("sha256"), digests.get("blake2b"), total
+
+
+def _reason(exc: OSError) -> str:
+    if exc.errno == errno.ENOENT:
+        return "vanished during the scan"
+    if exc.errno == errno.ELOOP:
+        return "symlink loop"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"unreadable: {exc.strerror}"
+    return exc.strerror or str(exc)
+
+
+def examine(path: bytes, hashes: tuple[str, ...], regular_hint: bool = False,
+            stop: Callable[[], bool] = _never) -> Entry:
+    """Attributes (and digests) of one entry; problems are recorded, never
+    raised (only :class:`Stopped`, once ``stop()`` is true)."""
+    if regular_hint and hashes:
+        entry = _examine_regular(path, hashes, stop)
+        if entry is not None:
+            return entry
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return Entry(path, "unknown", None, None, None, None, None, None, None, None, None, None,
+                     _reason(exc))
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        if not hashes:
+            return _entry(path, st)
+        entry = _examine_regular(path, hashes, stop)
+        return entry if entry is not None else _entry(path, st, problem="changed type during "
+                                                       "the scan")
+    if stat.S_ISLNK(mode):
+        try:
+            target = os.readlink(path)
+        except OSError as exc:
+            return _entry(path, st, problem=_reason(exc))
+        try:
+            os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return _entry(path, st, target=target, problem="symlink loop")
+        return _entry(path, st, target=target)
+    if stat.S_ISDIR(mode):
+        return _entry(path, st)
+    return _entry(path, st)  # special file: attributes only, content is not read
+
+
+def _examine_regular(path: bytes, hashes: tuple[str, ...],
+                     stop: Callable[[], bool] = _never) -> Entry | None:
+    """None if ``path`` is not a regular file (any more)."""
+    last: os.stat_result | None = None
+    for _attempt in range(RETRIES):
+        try:
+            fd = os.open(path, _OPEN_FLAGS | getattr(os, "O_NOATIME", 0))
+        except PermissionError:
+            try:
+                fd = os.open(path, _OPEN_FLAGS)  # O_NOATIME needs ownership or root
+            except OSError as exc:
+                return _unreadable(path, exc)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return None  # a symlink now: lstat decides
+            return _unreadable(path, exc)
+        try:
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode):
+                return None
+            try:
+                sha, b2, _size = _hash_fd(fd, hashes, stop)
+            except OSError as exc:
+                return _entry(path, before, problem=_reason(exc))
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if _same(before, after):
+            return _entry(path, after, sha=sha, b2=b2)
+        last = after
+    assert last is not None
+    return _entry(path, last, problem="changed during the scan")
+
+
+def _unreadable(path: bytes, exc: OSError) -> Entry:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return Entry(path, "unknown", None, None, None, None, None, None, None, None, None, None,
+                     _reason(exc))
+    return _entry(path, st, problem=_reason(exc))
+
+
+SPECIAL = frozenset({"fifo", "socket", "chardev", "blockdev", "unknown"})
+
+
+def hashes_for(rule: PathRule) -> tuple[str, ...]:
+    return tuple(a for a in ("sha256", "blake2b") if a in rule.attributes)
+
+
+def walk(policy: GuardPolicy, stop: Callable[[], bool]) -> Iterator[tuple[bytes, PathRule, bool]]:
+    """Yield ``(path, rule, looks_regular)`` for every entry of every policy tree,
+    depth first, each directory's names sorted; excluded entries and the
+    roots of other, nested rules are skipped."""
+    roots = {os.fsencode(r.path) for r in policy.paths}
+    for rule in policy.paths:
+        root = os.fsencode(rule.path)
+        if rule.excluded(rule.path):
+            continue
+        yield root, rule, False
+        visited: set[tuple[int, int]] = set()
+        stack: list[bytes] = [root]
+        while stack:
+            if stop():
+                return
+            directory = stack.pop()
+            try:
+                st = os.stat(directory, follow_symlinks=False)
+                if not stat.S_ISDIR(st.st_mode):
+                    continue
+                key = (st.st_dev, st.st_ino)
+                if key in visited:
+                    continue  # a bind-mount loop
+                visited.add(key)
+                with os.scandir(directory) as it:
+                    children = sorted(it, key=lambda e: e.name)
+            except OSError:
+                continue  # the directory's own entry carries the problem
+            subdirs: list[bytes] = []
+            for child in children:
+                path = child.path
+                if path in roots or (rule.exclude and rule.excluded(os.fsdecode(path))):
+                    continue
+                try:
+                    is_dir = child.is_dir(follow_symlinks=False)
+                    is_reg = child.is_file(follow_symlinks=False)
+                except OSError:
+                    is_dir = is_reg = False
+                yield path, rule, is_reg
+                if is_dir:
+                    subdirs.append(path)
+            stack.extend(reversed(subdirs))
+
+
+class Scanner:
+    """Examines the entries ``walk`` yields on a pool; yields results in walk order."""
+
+    def __init__(self, policy: GuardPolicy, stop: Callable[[], bool]) -> None:
+        self.policy = policy
+        self.stop = stop
+        self.discovered = 0
+        self.bytes = 0
+
+    def _examine_batch(self, batch: list[tuple[bytes, tuple[str, ...], bool]]) -> list[Entry]:
+        stop = self.stop
+        if stop():
+            raise Stopped()
+        return [examine(p, h, r, stop) for p, h, r in batch]
+
+    def __iter__(self) -> Iterator[tuple[Entry, PathRule]]:
+        workers = self.policy.hash_workers
+        window: deque[tuple[Future[list[Entry]], list[PathRule]]] = deque()
+        limit = workers * 4
+        with ThreadPoolExecutor(workers, thread_name_prefix="guard-hash") as pool:
+            batch: list[tuple[bytes, tuple[str, ...], bool]] = []
+            rules: list[PathRule] = []
+            hash_cache: dict[int, tuple[str, ...]] = {}
+            try:
+                for path, rule, regular in walk(self.policy, self.stop):
+                    self.discovered += 1
+                    hashes = hash_cache.get(id(rule))
+                    if hashes is None:
+                        hashes = hash_cache[id(rule)] = hashes_for(rule)
+                    batch.append((path, hashes, regular))
+                    rules.append(rule)
+                    if len(batch) >= BATCH:
+                        window.append((pool.submit(self._examine_batch, batch), rules))
+                        batch, rules = [], []
+                        while len(window) >= limit:
+                            yield from self._drain(window.popleft())
+                if batch and not self.stop():
+                    window.append((pool.submit(self._examine_batch, batch), rules))
+                while window:
+                    yield from self._drain(window.popleft())
+            finally:
+                for future, _ in window:
+                    future.cancel()
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def _drain(self, item: tuple[Future[list[Entry]], list[PathRule]]
+               ) -> Iterator[tuple[Entry, PathRule]]:
+        future, rules = item
+        for entry, rule in zip(future.result(), rules, strict=True):
+            if entry.sha256 is not None or entry.blake2b is not None:
+                self.bytes += entry.size or 0
+            yield entry, rule
