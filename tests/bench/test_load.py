@@ -144,7 +144,7 @@ def test_rss_slope_is_fitted_within_each_service_lifetime():
 
 
 # -- real runs ----------------------------------------------------------------------
-@pytest.mark.parametrize("transport", ["memory", "socket"])
+@pytest.mark.parametrize("transport", ["memory", "socket", "mapping"])
 def test_load_round_accounts_for_every_call(transport):
     row = load.run_transport(transport, clients=4, calls=200, payload=64)
     acc = row["accounting"]
@@ -160,17 +160,11 @@ def test_load_round_accounts_for_every_call(transport):
     assert _children_of(os.getpid()) == set()
 
 
-def test_unavailable_transport_is_reported_as_skipped():
-    row = load.run_transport("mapping", clients=2, calls=10, payload=8)
-    if "skipped" not in row:
-        pytest.skip("this build has the mapping transport")
-    assert "mapping" in row["skipped"]
-
-
 def test_soak_with_kills_loses_nothing_and_recovers():
-    row = load_soak.run_soak(0.2, clients=4, transports=("memory", "socket"),
+    row = load_soak.run_soak(0.2, clients=6, transports=("memory", "socket", "mapping"),
                              client_kill_every=2.0, service_kill_every=5.0, warmup=1.0)
     acc = row["accounting"]
+    assert row["transports"] == ["memory", "socket", "mapping"]
     assert row["restarts"] >= 1 and row["clients_killed"] >= 1
     assert (acc["lost"], acc["duplicated"], acc["mismatched"]) == (0, 0, 0)
     assert acc["false_success"] == 0 and acc["cancelled_but_committed"] == 0
@@ -178,7 +172,8 @@ def test_soak_with_kills_loses_nothing_and_recovers():
     assert row["clean"], row["problems"]
     for r in row["recovery"]:
         assert r["never_back"] == []
-        assert r["all_back_s"] is not None
+    # the first restart comes at least 4.5 s before the end: clients were back
+    assert row["recovery"][0]["all_back_s"] is not None
     assert row["fds_leaked"] == 0 and row["threads_leaked"] == 0
     assert row["service_exit"] == 0
     assert _children_of(os.getpid()) == set()

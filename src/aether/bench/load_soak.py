@@ -44,6 +44,9 @@ from .load_procs import ChildSet, ForkedChild, Vitals, settle, vitals
 from .load_records import Kind, Outcome, account, client_file, read_journals, read_records
 from .load_schema import Heap
 
+# A client with no verified result this long after the service's READY has
+# not come back (a restart closer than this to the end of the soak is not judged).
+NEVER_BACK_AFTER_NS = 10_000_000_000
 # Read the service's Python heap every this many vitals samples.
 HEAP_EVERY = 10
 
@@ -235,23 +238,27 @@ def run_soak(minutes: float, *, clients: int = 16, transports: tuple[str, ...] =
             if not kids.wait_all(30):
                 crashed.append("some clients did not stop within 30 s of being asked")
             kids.kill_all()
-        quiet = settle(run.pid, life.baseline, 20.0)
+        # Every service process runs the same code: idle, each holds what the
+        # first held at READY, before any client existed. (A restarted one's
+        # own READY figures already count clients that were waiting for it.)
+        idle = lifetimes[0].baseline
+        quiet = settle(run.pid, idle, 20.0)
         code = run.stop()
         journal = read_journals(run.records)
         all_cids = range(1, next_cid)
         recs = {cid: read_records(client_file(run.records, cid)) for cid in all_cids}
     acc = account(((cid, recs[cid]) for cid in all_cids), journal, killed=killed,
                   restarts=[(r.kill_ns, r.ready_ns) for r in restarts])
-    recovery = _recovery(restarts, recs, killed)
+    recovery = _recovery(restarts, recs, killed, int(stopped_at * 1e9))
     row.update(
         transports=usable, skipped_transports=skipped, seconds=stopped_at - start,
         accounting=asdict(acc), clean=acc.clean and not crashed,
         clients_started=next_cid - 1, clients_killed=len(killed),
         restarts=len(restarts), recovery=recovery,
         rss_growth=slope_mib_per_hour(lifetimes, warmup),
-        service_baseline=_vitals_dict(life.baseline), service_quiet=_vitals_dict(quiet),
-        fds_leaked=(quiet.fds - life.baseline.fds) if quiet else None,
-        threads_leaked=(quiet.threads - life.baseline.threads) if quiet else None,
+        service_baseline=_vitals_dict(idle), service_quiet=_vitals_dict(quiet),
+        fds_leaked=(quiet.fds - idle.fds) if quiet else None,
+        threads_leaked=(quiet.threads - idle.threads) if quiet else None,
         fds_max=max((s.fds for lt in lifetimes for s in lt.samples), default=None),
         rss_kib_max=max((s.rss_kib for lt in lifetimes for s in lt.samples), default=None),
         latency={k.name.lower(): _latency_summary(
@@ -263,10 +270,10 @@ def run_soak(minutes: float, *, clients: int = 16, transports: tuple[str, ...] =
 
 
 def _recovery(restarts: list[Restart], recs: dict[int, list[tuple[int, int, int, int, int]]],
-              killed: set[int]) -> list[dict[str, Any]]:
+              killed: set[int], stopped_ns: int) -> list[dict[str, Any]]:
     """Per restart: kill to READY, and READY to the last client's first
     verified result after the kill (clients killed before they recovered are
-    left out)."""
+    left out, and so is a restart too close to the end to tell)."""
     out = []
     for r in restarts:
         back: dict[int, float] = {}
@@ -275,7 +282,7 @@ def _recovery(restarts: list[Restart], recs: dict[int, list[tuple[int, int, int,
             first = next((end for _s, _k, outcome, _l, end in recs.get(cid, [])
                           if end > r.kill_ns and outcome == Outcome.OK), None)
             if first is None:
-                if cid not in killed:
+                if cid not in killed and stopped_ns - r.ready_ns > NEVER_BACK_AFTER_NS:
                     missing.append(cid)
                 continue
             back[cid] = max(0, first - r.ready_ns) / 1e9
