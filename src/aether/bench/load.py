@@ -297,6 +297,7 @@ def run_transport(transport: str, *, clients: int, calls: int, payload: int,
             service_after=_vitals_dict(after),
             fds_leaked=(after.fds - before.fds) if after else None,
             service_operations_served=counted, service_exit=code, problems=problems,
+            client_errors=client_errors(run.records), service_warnings=_warnings(run.stderr),
         )
         if code != 0:
             row["service_stderr"] = run.stderr[-2000:]
@@ -423,6 +424,22 @@ def run_sessions(*, sessions: int, uids: int, transport: str = "memory",
         extra_uid_session=ninth, service_exit=code, problems=problems,
     )
     return row
+
+
+def client_errors(records: Path, limit: int = 50) -> list[str]:
+    """The clients' own account of calls that went wrong (client-N.err):
+    monotonic ns, seq, kind, outcome, transport, error."""
+    lines: list[str] = []
+    for path in sorted(records.glob("client-*.err")):
+        cid = path.stem.removeprefix("client-")
+        lines += [f"client {cid}: {line}" for line in path.read_text().splitlines()]
+    return lines[:limit]
+
+
+def _warnings(stderr: str, limit: int = 50) -> list[str]:
+    """The service's log lines above INFO (it logs at WARNING by default)."""
+    return [line for line in stderr.splitlines() if " WARNING " in line or " ERROR " in line
+            or "Traceback" in line][:limit]
 
 
 def _operations_served(path: Path) -> int:

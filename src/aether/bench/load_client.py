@@ -43,8 +43,10 @@ BLOCK_SIZE = 256 * 1024
 class Session:
     """One client process's session with the service, reopened when lost."""
 
-    def __init__(self, path: str, transport: str, cid: int, *, call_timeout: float) -> None:
+    def __init__(self, path: str, transport: str, cid: int, *, call_timeout: float,
+                 errors: Path | None = None) -> None:
         self.path = path
+        self.errors = errors
         self.transport = transport
         self.cid = cid
         self.call_timeout = call_timeout
@@ -78,22 +80,30 @@ class Session:
         leaves the session unusable drops it (the next call reconnects)."""
         client = self.connect()
         t0 = time.monotonic_ns()
+        error: BaseException | None = None
         try:
             outcome = self._run(client, kind, seq, rng, payload)
-        except OutcomeUnknownError:
-            outcome = Outcome.UNKNOWN
+        except OutcomeUnknownError as exc:
+            outcome, error = Outcome.UNKNOWN, exc
         except OperationError as exc:
             if exc.status_name == "CANCELLED" and kind is Kind.CANCEL:
                 outcome = Outcome.CANCELLED
             elif exc.status_name == "FAILED" and kind is Kind.FAIL:
                 outcome = Outcome.OK
             else:
-                outcome = Outcome.FAILED
-        except AetherTimeoutError:
-            outcome = Outcome.TIMEOUT
-        except (ClosedResourceError, PeerGoneError):
-            outcome = Outcome.NOT_SENT
+                outcome, error = Outcome.FAILED, exc
+        except AetherTimeoutError as exc:
+            outcome, error = Outcome.TIMEOUT, exc
+        except (ClosedResourceError, PeerGoneError) as exc:
+            outcome, error = Outcome.NOT_SENT, exc
         latency = time.monotonic_ns() - t0
+        if error is not None and self.errors is not None:
+            # What went wrong, for the report: the records keep only the outcome.
+            line = f"{time.monotonic_ns()} {seq} {kind.name} {outcome.name} " \
+                   f"{self.client.transport if self.client else '-'} " \
+                   f"{type(error).__name__}: {error}\n"
+            with open(self.errors, "a", encoding="utf-8") as fh:
+                fh.write(line)
         if outcome in (Outcome.UNKNOWN, Outcome.TIMEOUT, Outcome.NOT_SENT) or client.closed:
             self.drop()
         return outcome, latency
@@ -151,7 +161,8 @@ def load_body(path: str, transport: str, cid: int, calls: int, payload: int,
 
     def body(link: ChildLink) -> int:
         rng = random.Random(seed)
-        session = Session(path, transport, cid, call_timeout=call_timeout)
+        session = Session(path, transport, cid, call_timeout=call_timeout,
+                          errors=records / f"client-{cid}.err")
         try:
             client = session.connect(timeout=60.0)
         except AetherError as exc:
@@ -193,7 +204,8 @@ def soak_body(path: str, transport: str, cid: int, records: Path, seed: int,
 
     def body(link: ChildLink) -> int:
         rng = random.Random(seed)
-        session = Session(path, transport, cid, call_timeout=call_timeout)
+        session = Session(path, transport, cid, call_timeout=call_timeout,
+                          errors=records / f"client-{cid}.err")
         kinds = [k for k, _ in SOAK_MIX]
         weights = [w for _, w in SOAK_MIX]
         fd = os.open(client_file(records, cid), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

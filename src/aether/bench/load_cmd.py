@@ -50,9 +50,9 @@ GOAL_EXTRA_HANDSHAKE_S = 1.0
 @click.option("--soak-clients", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--client-kill-every", type=click.FloatRange(0.1), default=10.0,
               show_default=True, help="Soak: mean seconds between client SIGKILLs.")
-@click.option("--service-kill-every", type=click.FloatRange(1), default=300.0,
+@click.option("--service-kill-every", type=click.FloatRange(1), default=600.0,
               show_default=True, help="Soak: mean seconds between service SIGKILLs.")
-@click.option("--warmup", type=click.FloatRange(0), default=60.0, show_default=True,
+@click.option("--warmup", type=click.FloatRange(0), default=180.0, show_default=True,
               help="Soak: seconds after each service start left out of the RSS slope.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write figures here.")
 def load(clients: int, calls: int, payload: int, transports: tuple[str, ...], paced: float,
@@ -100,6 +100,18 @@ def load(clients: int, calls: int, payload: int, transports: tuple[str, ...], pa
         err.print(f"figures written to {json_path}")
     if not ok:
         raise SystemExit(1)
+
+
+def _print_notes(out: Any, row: dict[str, Any], limit: int = 10) -> None:
+    """The first few client errors and service warnings, as they were written."""
+    from rich.markup import escape
+
+    for key, label in (("client_errors", "client"), ("service_warnings", "service")):
+        lines = row.get(key) or []
+        for line in lines[:limit]:
+            out.print(f"[yellow]{label}: {escape(line)}[/yellow]", highlight=False)
+        if len(lines) > limit:
+            out.print(f"[yellow]... {len(lines) - limit} more in the JSON[/yellow]")
 
 
 def _met(flag: bool | None) -> str:
@@ -163,6 +175,7 @@ def _print_load(out: Any, rows: list[dict[str, Any]]) -> bool:
         out.print(table)
         for problem in r["problems"]:
             out.print(f"[red]{r['transport']}: {problem}[/red]")
+        _print_notes(out, r)
     return ok
 
 
@@ -241,5 +254,6 @@ def _print_soak(out: Any, r: dict[str, Any]) -> bool:
     out.print(table)
     for problem in r["problems"]:
         out.print(f"[red]{problem}[/red]")
+    _print_notes(out, r)
     return bool(r["clean"]) and r["fds_leaked"] == 0 and r["threads_leaked"] == 0 \
         and not never

@@ -38,7 +38,15 @@ from aether.client import Client
 from aether.errors import AetherError
 
 from . import load_schema as ls
-from .load import ServiceRun, _baseline, _latency_summary, _vitals_dict, probe
+from .load import (
+    ServiceRun,
+    _baseline,
+    _latency_summary,
+    _vitals_dict,
+    _warnings,
+    client_errors,
+    probe,
+)
 from .load_client import soak_body
 from .load_procs import ChildSet, ForkedChild, Vitals, settle, vitals
 from .load_records import Kind, Outcome, account, client_file, read_journals, read_records
@@ -247,6 +255,7 @@ def run_soak(minutes: float, *, clients: int = 16, transports: tuple[str, ...] =
         journal = read_journals(run.records)
         all_cids = range(1, next_cid)
         recs = {cid: read_records(client_file(run.records, cid)) for cid in all_cids}
+        errors = client_errors(run.records)
     acc = account(((cid, recs[cid]) for cid in all_cids), journal, killed=killed,
                   restarts=[(r.kill_ns, r.ready_ns) for r in restarts])
     recovery = _recovery(restarts, recs, killed, int(stopped_at * 1e9))
@@ -264,7 +273,8 @@ def run_soak(minutes: float, *, clients: int = 16, transports: tuple[str, ...] =
         latency={k.name.lower(): _latency_summary(
             [r[3] for cid in all_cids for r in recs[cid]
              if r[1] == k and r[2] == Outcome.OK]) for k in Kind},
-        service_exit=code, problems=crashed,
+        service_exit=code, problems=crashed, client_errors=errors,
+        service_warnings=_warnings(run.stderr),
     )
     return row
 
