@@ -3,6 +3,7 @@
 #
 #   bash scripts/install.sh            # the package: enough for `aether demo`
 #   bash scripts/install.sh test       # plus what the test suite needs
+#   bash scripts/install.sh test,bench # plus the peers `aether bench` measures
 #
 # Works on a fresh Debian (Python 3.11) as root: Debian packages that an
 # extra needs are installed with apt-get; Python packages with pip into the
@@ -25,8 +26,12 @@ esac
 case ",$extras," in
     *,test,*) command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd) ;;
 esac
+# bench: AIDE for the Guard benchmark, dbus-daemon for the private bus of the dbus-fast peer
 case ",$extras," in
-    *,bench,*) command -v aide >/dev/null 2>&1 || need_apt+=(aide) ;;
+    *,bench,*)
+        command -v aide >/dev/null 2>&1 || need_apt+=(aide)
+        command -v dbus-daemon >/dev/null 2>&1 || need_apt+=(dbus)
+        ;;
 esac
 # Qt (the gui extra; the test extra runs the GUI's tests offscreen): the
 # libraries PySide6's wheels link against that a minimal Debian lacks
