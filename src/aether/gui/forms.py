@@ -15,6 +15,7 @@ ones target web front ends.
 
 from __future__ import annotations
 
+import abc
 import html
 import json
 import math
@@ -112,7 +113,7 @@ def tooltip_for(name: str, node: dict[str, Any], defs: dict[str, Any], required:
     return "<br>".join(lines)
 
 
-class Editor:
+class Editor(abc.ABC):
     """A widget for one schema node, with validation."""
 
     widget: QWidget
@@ -122,11 +123,11 @@ class Editor:
         self.node = node
         self.defs = defs
 
-    def value(self) -> Any:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def value(self) -> Any: ...
 
-    def set_value(self, value: Any) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def set_value(self, value: Any) -> None: ...
 
     def mark(self, bad: bool) -> None:
         self.widget.setProperty("invalid", bad)
