@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import struct
 import threading
 import time
 import types
@@ -211,16 +212,20 @@ class Client:
     def _open(self, transport: Transport) -> None:
         self.proto = wire.ClientProtocol()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-        sock.settimeout(self.timeout)
+        # A blocking connect with SO_SNDTIMEO: while the service's listen
+        # backlog is full (a flood of connections it has not accepted yet),
+        # the kernel queues us until there is room or the timeout passes. A
+        # non-blocking connect (settimeout) fails at once with EAGAIN there.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.timeout))
         try:
             sock.connect(str(self.address.path))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(0))
         except OSError as exc:
             sock.close()
             raise ConnectError(
                 f"cannot connect to {self.address.name} at {self.address.path}: {exc.strerror}",
                 path=str(self.address.path),
             ) from None
-        sock.settimeout(None)
         self.channel = Channel(sock, max_datagram=wire.CONTROL_SIZE + self.proto.max_payload + 1,
                                buffer_size=SOCKET_BUFFER)
         self._step(steps.CONNECTED, f"connected to {self.address.path}")
@@ -942,3 +947,9 @@ class Client:
 
     def __repr__(self) -> str:
         return f"<Client {self.address.name} transport={self.transport}>"
+
+
+def _timeval(seconds: float) -> bytes:
+    """A ``struct timeval`` for SO_SNDTIMEO (0: no timeout)."""
+    whole = int(seconds)
+    return struct.pack("@ll", whole, int((seconds - whole) * 1_000_000))

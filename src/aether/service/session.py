@@ -734,6 +734,7 @@ class Session:
             if len(payload) > self.proto.max_payload:
                 status, payload = self._too_large(len(payload), self.proto.max_payload)
             self._send(m.DoneInline(op.op_id, int(status), payload))
+            self.host.operation_finished(op.spec, status)
             return
         mapping = self.mapping
         if mapping is not None:

@@ -1,0 +1,227 @@
+"""``aether bench load`` with small numbers: the counting is right, the real
+runs account for every call, and every process the harness starts is gone
+when it ends (Ctrl-C included).
+
+The figures themselves (speed, RSS, recovery time) are the benchmark's to
+report, not these tests' to time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from aether import osapi
+from aether.bench import load, load_soak
+from aether.bench.load_records import (
+    RESTART_GRACE_NS,
+    Kind,
+    Outcome,
+    account,
+)
+from aether.testing import python_env, wait_until
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to other uids")
+
+
+def _children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        # the command name may hold spaces: fields start after its ")"
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.add(int(entry))
+    return found
+
+
+def _ok(seq: int, kind: Kind = Kind.ECHO, outcome: Outcome = Outcome.OK,
+        end: int = 0) -> tuple[int, int, int, int, int]:
+    return (seq, int(kind), int(outcome), 1000, end)
+
+
+# -- the counting ---------------------------------------------------------------------
+@settings(max_examples=200, deadline=None)
+@given(
+    calls=st.lists(st.integers(1, 30), min_size=1, max_size=6),
+    data=st.data(),
+)
+def test_accounting_counts_exactly_what_was_broken(calls, data):
+    """Start from a clean run (every OK call journaled once), break it in
+    known ways, and the accounting finds exactly those breaks."""
+    clients = {cid: [_ok(seq) for seq in range(n)] for cid, n in enumerate(calls, 1)}
+    journal = {(cid, seq): 1 for cid, recs in clients.items() for seq, *_ in recs}
+    keys = sorted(journal)
+    picked = data.draw(st.lists(st.sampled_from(keys), unique=True, max_size=len(keys)))
+    n_dup = data.draw(st.integers(0, len(picked)))
+    n_false = data.draw(st.integers(0, len(picked) - n_dup))
+    n_mismatch = data.draw(st.integers(0, len(picked) - n_dup - n_false))
+    dup = picked[:n_dup]
+    false = picked[n_dup:n_dup + n_false]
+    mismatch = picked[n_dup + n_false:n_dup + n_false + n_mismatch]
+    for key in dup:
+        journal[key] = 2  # the service did it twice
+    for key in false:
+        del journal[key]  # the client counted a success the service never committed
+    for cid, seq in mismatch:
+        clients[cid][seq] = _ok(seq, outcome=Outcome.MISMATCH)
+    # lost: the service committed calls the live client has no record of
+    n_lost = data.draw(st.integers(0, 5))
+    for i in range(n_lost):
+        journal[(1, 1000 + i)] = 1
+    acc = account(clients.items(), journal)
+    assert acc.duplicated == n_dup
+    assert acc.false_success == n_false
+    assert acc.mismatched == n_mismatch
+    assert acc.lost == n_lost
+    assert acc.ok == sum(calls) - n_mismatch
+    assert acc.clean == (n_dup + n_false + n_mismatch + n_lost == 0)
+
+
+def test_unknown_outcomes_count_as_lost_unless_the_service_was_restarted():
+    kill, ready = 10_000_000_000, 11_000_000_000
+    records = [_ok(0, outcome=Outcome.UNKNOWN, end=kill + 1),  # around the restart: fine
+               _ok(1, outcome=Outcome.UNKNOWN, end=ready + RESTART_GRACE_NS + 1),  # not
+               _ok(2, outcome=Outcome.NOT_SENT, end=kill - 1),  # before the kill: not
+               _ok(3, outcome=Outcome.TIMEOUT, end=kill + 1)]  # never fine
+    acc = account([(1, records)], {(1, 0): 1}, restarts=[(kill, ready)])
+    assert (acc.unknown, acc.not_sent, acc.timeouts) == (2, 1, 1)
+    assert acc.lost == 3
+    assert acc.false_success == 0  # an unknown outcome that was committed is not a success
+
+
+def test_only_the_call_in_flight_of_a_killed_client_may_go_unconfirmed():
+    records = [_ok(0), _ok(1)]
+    journal = {(1, 0): 1, (1, 1): 1, (1, 2): 1, (2, 0): 1}
+    acc = account([(1, records), (2, [])], journal, killed={1, 2})
+    assert acc.unconfirmed == 2  # client 1's seq 2, client 2's seq 0
+    acc = account([(1, records), (2, [])], {**journal, (1, 5): 1}, killed={1, 2})
+    assert acc.lost == 1  # seq 5 was never in flight at the kill
+    acc = account([(1, records), (2, [])], journal, killed={2})
+    assert acc.lost == 1  # client 1 was not killed: its committed seq 2 is lost
+
+
+def test_cancelled_calls_must_not_have_been_committed():
+    records = [_ok(0, Kind.CANCEL, Outcome.CANCELLED), _ok(1, Kind.CANCEL, Outcome.CANCELLED),
+               _ok(2, Kind.CANCEL, Outcome.OK)]
+    acc = account([(1, records)], {(1, 1): 1, (1, 2): 1})
+    assert acc.cancelled_but_committed == 1
+    assert not acc.clean
+
+
+def test_missing_records_are_counted_when_a_count_was_asked_for():
+    acc = account([(1, [_ok(0), _ok(1)])], {(1, 0): 1, (1, 1): 1}, expected_per_client=3)
+    assert acc.missing_records == 1 and not acc.clean
+
+
+def test_rss_slope_is_fitted_within_each_service_lifetime():
+    from aether.bench.load_procs import Vitals
+
+    def life(pid: int, start: float, base: int, per_s: float) -> load_soak.Lifetime:
+        lt = load_soak.Lifetime(pid, start, Vitals(start, base, 8, 1))
+        lt.samples = [Vitals(start + t, int(base + per_s * t), 8, 1) for t in range(0, 120)]
+        return lt
+
+    # two lifetimes at different levels, both flat after warm-up: no growth,
+    # although a single line through all the samples would slope
+    flat = load_soak.slope_mib_per_hour([life(1, 0, 50_000, 0), life(2, 200, 30_000, 0)], 10)
+    assert flat["pooled_mib_per_hour"] == pytest.approx(0, abs=1e-9)
+    # 1 KiB/s is 3.5 MiB/h
+    growing = load_soak.slope_mib_per_hour([life(1, 0, 50_000, 1), life(2, 200, 30_000, 1)], 10)
+    assert growing["pooled_mib_per_hour"] == pytest.approx(3600 / 1024, rel=0.01)
+
+
+# -- real runs ----------------------------------------------------------------------
+@pytest.mark.parametrize("transport", ["memory", "socket", "mapping"])
+def test_load_round_accounts_for_every_call(transport):
+    row = load.run_transport(transport, clients=4, calls=200, payload=64)
+    acc = row["accounting"]
+    assert row["problems"] == []
+    assert acc["expected_calls"] == 5 * 200  # the lone client, then four
+    assert acc["ok"] == acc["calls"] == 1000
+    assert (acc["lost"], acc["duplicated"], acc["mismatched"], acc["missing_records"]) == \
+        (0, 0, 0, 0)
+    assert row["clean"]
+    assert row["fds_leaked"] == 0
+    assert row["service_exit"] == 0
+    assert row["load"]["p99_us"] > 0 and row["calls_per_s"] > 0
+    assert _children_of(os.getpid()) == set()
+
+
+def test_soak_with_kills_loses_nothing_and_recovers():
+    row = load_soak.run_soak(0.2, clients=6, transports=("memory", "socket", "mapping"),
+                             client_kill_every=2.0, service_kill_every=5.0, warmup=1.0)
+    acc = row["accounting"]
+    assert row["transports"] == ["memory", "socket", "mapping"]
+    assert row["restarts"] >= 1 and row["clients_killed"] >= 1
+    assert (acc["lost"], acc["duplicated"], acc["mismatched"]) == (0, 0, 0)
+    assert acc["false_success"] == 0 and acc["cancelled_but_committed"] == 0
+    assert acc["ok"] > 0
+    assert row["clean"], row["problems"]
+    for r in row["recovery"]:
+        assert r["never_back"] == []
+    # the first restart comes at least 4.5 s before the end: clients were back
+    assert row["recovery"][0]["all_back_s"] is not None
+    assert row["fds_leaked"] == 0 and row["threads_leaked"] == 0
+    assert row["service_exit"] == 0
+    assert _children_of(os.getpid()) == set()
+
+
+@needs_root
+def test_sessions_of_several_uids_are_held_and_released():
+    row = load.run_sessions(sessions=24, uids=3, procs_per_uid=2)
+    assert row["held"] == 24
+    assert row["per_uid"] == {"60001": 8, "60002": 8, "60003": 8}
+    assert row["transports_used"] == ["memory"]
+    assert row["problems"] == []
+    assert row["extra_uid_session"].get("ok") is True
+    assert row["fds_leaked"] == 0
+    assert _children_of(os.getpid()) == set()
+
+
+def test_command_writes_json_and_exits_zero(tmp_path: Path):
+    out = tmp_path / "load.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "aether", "bench", "load", "--clients", "2", "--calls", "50",
+         "--transport", "socket", "--sessions", "0", "--json", str(out)],
+        env=python_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    (row,) = report["load"]
+    assert row["transport"] == "socket" and row["clean"]
+    assert report["machine"]["nproc"] >= 1
+
+
+def test_ctrl_c_ends_every_process_the_harness_started(tmp_path: Path):
+    harness = subprocess.Popen(
+        [sys.executable, "-m", "aether", "bench", "load", "--soak", "5", "--soak-clients", "3"],
+        env=python_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        # the service and three clients
+        wait_until(lambda: len(_children_of(harness.pid)) >= 4, 60, "the soak to start",
+                   watch_pid=harness.pid)
+        started = _children_of(harness.pid)
+        pidfds = {pid: osapi.pidfd_open(pid) for pid in started}
+        harness.send_signal(signal.SIGINT)
+        assert harness.wait(60) != 0
+        for pid, fd in pidfds.items():
+            assert osapi.wait_pidfd(fd, 10), f"pid {pid} outlived the harness"
+            os.close(fd)
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+            harness.wait(10)
