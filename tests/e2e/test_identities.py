@@ -124,7 +124,7 @@ def test_non_dumpable_client_is_refused_memory_and_falls_back(shared_service):
     assert result["ok"], result
     reason, transport, echoed, why, steps = result["value"]
     assert reason == "memory-access"
-    assert transport == "mapping" and echoed == "x"  # issue 4: auto falls back to mapping
+    assert transport == "mapping" and echoed == "x"  # auto: memory -> mapping -> socket
     assert "not dumpable" in why
     assert any(s.startswith("mapping-mode: memory transport refused") and "not dumpable" in s
                for s in steps), steps

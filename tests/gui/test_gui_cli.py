@@ -33,3 +33,28 @@ def test_screenshot_option_saves_the_views(testsvc, tmp_path):
 def test_screenshot_needs_a_service(tmp_path):
     proc = _gui("--screenshot", str(tmp_path))
     assert proc.returncode == 2 and "needs a SERVICE" in proc.stdout
+
+
+def test_sigterm_quits_cleanly(testsvc):
+    """``aether gui SERVICE`` connects, and quits with 0 on SIGTERM."""
+    import signal
+
+    from aether.client import Client
+    from aether.testing import wait_until
+
+    env = python_env({"QT_QPA_PLATFORM": "offscreen"})
+    proc = subprocess.Popen([sys.executable, "-m", "aether", "gui", str(testsvc.socket_path)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        with Client(testsvc.socket_path, transport="socket") as probe:
+            def gui_session() -> bool:
+                return any(s.pid == proc.pid for s in probe.status().session_list)
+
+            wait_until(gui_session, 60, "the GUI's session", watch_pid=proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()

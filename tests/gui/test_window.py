@@ -224,11 +224,19 @@ def test_survives_service_kill_and_restart(window, qtbot, testsvc):
         restarted.kill()
 
 
-def test_connect_failure_names_the_problem(window, qtbot, runtime_dir):
-    window.open_service(str(runtime_dir / "nobody.ctl"))
+def test_connect_failure_names_the_problem_then_connects_when_it_starts(window, qtbot,
+                                                                        runtime_dir):
+    path = runtime_dir / "later.ctl"
+    window.open_service(str(path))
     qtbot.waitUntil(lambda: window.link.state == "failed", timeout=TIMEOUT)
     assert "Connection failed" in window.handshake.summary.text()
-    assert "nobody" in window.handshake.summary.text()
+    assert "later" in window.handshake.summary.text()
+    svc = start_service("aether_testsvc:service", path)
+    try:
+        qtbot.waitUntil(lambda: window.link.state == "connected", timeout=TIMEOUT)
+        assert window.info.pid == svc.pid
+    finally:
+        svc.kill()
 
 
 def test_keyboard_shortcut_runs_the_form(window, qtbot, testsvc):

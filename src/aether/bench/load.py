@@ -436,10 +436,19 @@ def client_errors(records: Path, limit: int = 50) -> list[str]:
     return lines[:limit]
 
 
-def _warnings(stderr: str, limit: int = 50) -> list[str]:
-    """The service's log lines above INFO (it logs at WARNING by default)."""
-    return [line for line in stderr.splitlines() if " WARNING " in line or " ERROR " in line
-            or "Traceback" in line][:limit]
+def _warnings(stderr: str, limit: int = 80) -> list[str]:
+    """The service's log lines above INFO (it logs at WARNING by default),
+    with the tracebacks that follow them."""
+    out: list[str] = []
+    in_traceback = False
+    for line in stderr.splitlines():
+        if " WARNING " in line or " ERROR " in line or " CRITICAL " in line:
+            out.append(line)
+            in_traceback = False
+        elif line.startswith("Traceback") or (in_traceback and not line[:4].isdigit()):
+            out.append(line)
+            in_traceback = True
+    return out[:limit]
 
 
 def _operations_served(path: Path) -> int:

@@ -87,6 +87,7 @@ class Restart:
     kill_ns: int
     ready_ns: int
     clients: set[int] = field(default_factory=set)  # alive across the restart
+    reaped_ns: int = 0  # the killed service reaped; the new one starts
 
 
 def _sums(pts: list[tuple[float, float]]) -> tuple[float, float]:
@@ -215,11 +216,12 @@ def run_soak(minutes: float, *, clients: int = 16, transports: tuple[str, ...] =
                     kill_ns = time.monotonic_ns()
                     life.killed_at = time.monotonic()
                     run.kill()
+                    reaped_ns = time.monotonic_ns()
                     run.start()
                     ready_ns = time.monotonic_ns()
                     life = Lifetime(run.pid, ready_ns / 1e9, _baseline(run.pid))
                     lifetimes.append(life)
-                    restarts.append(Restart(kill_ns, ready_ns, set(alive)))
+                    restarts.append(Restart(kill_ns, ready_ns, set(alive), reaped_ns))
                     log(f"soak: service restarted in {(ready_ns - kill_ns) / 1e9:.2f} s "
                         f"(pid {run.pid})")
                     next_service_kill = every(service_kill_every)
@@ -298,6 +300,8 @@ def _recovery(restarts: list[Restart], recs: dict[int, list[tuple[int, int, int,
             back[cid] = max(0, first - r.ready_ns) / 1e9
         out.append({
             "restart_s": (r.ready_ns - r.kill_ns) / 1e9,
+            "kill_to_reaped_s": (r.reaped_ns - r.kill_ns) / 1e9,
+            "start_to_ready_s": (r.ready_ns - r.reaped_ns) / 1e9,
             "clients": len(back),
             "all_back_s": max(back.values(), default=None),
             "median_back_s": sorted(back.values())[len(back) // 2] if back else None,

@@ -664,7 +664,10 @@ class Client:
         try:
             self._map_rings(rings.ring_size_for(size), time.monotonic() + self.timeout)
         except BaseException:
+            # As for refused blocks: the refusal is about our request, so the
+            # next call must not hide it behind a fresh session.
             self._teardown()
+            self._closed = True
             raise
 
     def _ensure_param_room(self, size: int) -> None:

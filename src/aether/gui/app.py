@@ -57,6 +57,15 @@ def main(target: str | None = None, *, transport: str = "auto", theme: str = "au
         app.exec()
         return 0
     QTimer.singleShot(0, lambda: window.start(target))
+    # Ctrl+C and SIGTERM quit cleanly (sessions closed with GOODBYE). Python
+    # runs signal handlers only when it gets control: a timer gives it some.
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda _n, _f: window.quit())
+    wakeup = QTimer()
+    wakeup.timeout.connect(lambda: None)
+    wakeup.start(200)
     app.setQuitOnLastWindowClosed(window.tray is None)
     code = app.exec()
     window.shutdown()

@@ -26,6 +26,7 @@ from aether.client.operation import Operation
 from aether.errors import (
     AetherError,
     ClosedResourceError,
+    ConnectError,
     OperationError,
     OutcomeUnknownError,
     PeerGoneError,
@@ -192,17 +193,20 @@ class Link(QObject):
         self._busy = False
         if self._closing or attempt != self._attempt:
             return
-        if self.state == "lost":
+        if self.state in ("lost", "failed"):
             return  # still down: keep retrying quietly on the timer
         self.state = "failed"
-        self._timer.stop()
+        if not isinstance(exc, ConnectError):
+            # A refused handshake will not change by itself; a missing or
+            # not-yet-started service may: keep trying to connect.
+            self._timer.stop()
         self.failed.emit(exc)
 
     # -- watching ----------------------------------------------------------------
     def _tick(self) -> None:
         if self._busy or self._closing:
             return
-        if self.state == "lost":
+        if self.state in ("lost", "failed"):
             self._connect()
             return
         monitor = self._monitor
