@@ -129,6 +129,25 @@ def open_service(target: str, name: str, env: dict[str, str] | None = None,
         shutil.rmtree(directory, ignore_errors=True)
 
 
+class TightSvc(Svc):
+    """``adversarial_targets:tight``: clients use its two schemas."""
+
+    def client(self, timeout: float = 1.0) -> Any:
+        import adversarial_targets as at
+
+        import aether
+
+        return aether.Client(self.path, schema=at.SCHEMAS, transport="memory", timeout=timeout)
+
+
+def tight_service() -> Iterator[TightSvc]:
+    """The tight test service, socket 0666 in a 0755 directory."""
+    from aether.testing import python_env
+
+    env = {"PYTHONPATH": os.pathsep.join([str(HERE), str(HOSTILE), python_env()["PYTHONPATH"]])}
+    yield from open_service("adversarial_targets:tight", "tight", env=env, cls=TightSvc)
+
+
 class Channel:
     """JSON messages (and descriptors) over one end of a SEQPACKET pair."""
 
@@ -144,8 +163,9 @@ class Channel:
             self.sock.sendall(data)
 
     def recv(self, timeout: float = 10.0) -> dict[str, Any]:
-        ready, _, _ = select.select([self.sock], [], [], timeout)
-        if not ready:
+        poller = select.poll()  # not select(): descriptors may be numbered above 1024
+        poller.register(self.sock.fileno(), select.POLLIN)
+        if not poller.poll(int(timeout * 1000)):
             raise AssertionError(f"no message from the other process within {timeout} s")
         try:
             data, fds = recv_fds(self.sock, 1 << 20, 8)

@@ -6,7 +6,7 @@ and of an operation, with SIGKILL *and* SIGSTOP:
 
 - SIGKILL: the session is freed within 1 s (the service's threads and
   descriptors back to idle, no /proc/<pid>/mem of the dead client open);
-- SIGSTOP during the handshake: the handshake timeout (0.5 s for this
+- SIGSTOP during the handshake: the handshake timeout (2 s for this
   service) ends the half-open session; a stopped client with a complete
   session keeps it (it is alive) without blocking anyone, and its session is
   freed within 1 s of its SIGKILL;
@@ -24,10 +24,12 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import adversarial_targets as at
 import pytest
-from adv_support import RING, Forked, MappedPeer
+from adv_support import RING, Forked, MappedPeer, tight_service
 from hostile_support import Svc
 from rawpeer import Arena, RawPeer
 
@@ -114,6 +116,22 @@ def _holds_mem_of(svc: Svc, pid: int) -> bool:
     return False
 
 
+@pytest.fixture(scope="module")
+def crash_svc() -> Iterator[Svc]:
+    """The Guard's hash_tree with a 2 s handshake timeout (``tight``)."""
+    yield from tight_service()
+
+
+@pytest.fixture
+def crashy(crash_svc: Svc) -> Iterator[Svc]:
+    import hostile_conftest
+
+    yield from hostile_conftest._service_fixture(crash_svc)
+
+
+HANDSHAKE_TIMEOUT = at.LIMITS.handshake_timeout
+
+
 def _freed_within(svc: Svc, pid: int, budget: float) -> None:
     t0 = time.monotonic()
     svc.wait_footprint(timeout=budget + 1.0)  # measured below, generous only for CI noise
@@ -124,7 +142,8 @@ def _freed_within(svc: Svc, pid: int, budget: float) -> None:
 
 @pytest.mark.parametrize("stage", STAGES)
 @pytest.mark.parametrize("sig", ["SIGKILL", "SIGSTOP"])
-def test_client_signalled_at_every_step(short, slow_tree, stage, sig):
+def test_client_signalled_at_every_step(crashy, slow_tree, stage, sig):
+    short = crashy
     client = Forked(_stage_client(short.path, stage, slow_tree))
     try:
         assert client.recv()["at"] == stage
@@ -136,8 +155,8 @@ def test_client_signalled_at_every_step(short, slow_tree, stage, sig):
             client.kill(signal.SIGSTOP)
             short.assert_serving()  # a stopped client blocks nobody
             if stage in HALF_OPEN:
-                # the handshake timeout (0.5 s) ends the half-open session
-                _freed_within(short, client.pid, 0.5 + 1.0)
+                # the handshake timeout ends the half-open session
+                _freed_within(short, client.pid, HANDSHAKE_TIMEOUT + 1.0)
             else:
                 # a complete session of a live (stopped) process stays
                 st = short.status()

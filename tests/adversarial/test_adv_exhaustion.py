@@ -34,8 +34,7 @@ from pathlib import Path
 
 import adversarial_targets as at
 import pytest
-from adv_support import HERE, HOSTILE, NOBODY, Forked, footprint, open_service
-from hostile_support import Svc
+from adv_support import NOBODY, Forked, TightSvc, footprint, tight_service
 from rawpeer import Arena, RawPeer
 
 import aether
@@ -44,22 +43,16 @@ from aether.osapi import drop_privileges, set_dumpable
 from aether.osapi.fdpass import send_fds
 from aether.primitives.pipes import create_pipe
 from aether.schema import builtins as b, encode
-from aether.testing import python_env, wait_until
+from aether.testing import wait_until
 from aether.wire import ErrorCode, messages as m
 
 RSS_BOUND_KIB = 16 * 1024  # growth allowed over a whole case (allocator noise, caches)
 
 
-class TightSvc(Svc):
-    def client(self, timeout: float = 1.0) -> aether.Client:
-        return aether.Client(self.path, schema=at.SCHEMAS, transport="memory", timeout=timeout)
-
-
 def _tight() -> Iterator[TightSvc]:
     if os.geteuid() != 0:
         pytest.skip("needs root: a second uid connects")
-    env = {"PYTHONPATH": os.pathsep.join([str(HERE), str(HOSTILE), python_env()["PYTHONPATH"]])}
-    yield from open_service("adversarial_targets:tight", "tight", env=env, cls=TightSvc)
+    yield from tight_service()
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +70,8 @@ def tight_private() -> Iterator[TightSvc]:
 def tight(tight_svc: TightSvc) -> Iterator[TightSvc]:
     import hostile_conftest
 
+    if tight_svc.alive():
+        tight_svc.wait_footprint(timeout=10.0)  # idle before the baseline is taken
     before = footprint(tight_svc.pid) if tight_svc.alive() else None
     yield from hostile_conftest._service_fixture(tight_svc)
     if before is not None:
@@ -135,7 +130,7 @@ def _raise_nofile(need: int) -> None:
 
 
 def test_thousand_silent_connections_do_not_lock_out_a_real_client(tight):
-    _raise_nofile(1200)
+    _raise_nofile(len(os.listdir("/proc/self/fd")) + 1200)  # room whatever is open already
     before = footprint(tight.pid)
     silent: list[socket.socket] = []
     try:
@@ -314,7 +309,7 @@ def test_client_waits_for_room_in_a_full_listen_backlog(tight_private):
     import threading
 
     tight = tight_private
-    _raise_nofile(1200)
+    _raise_nofile(len(os.listdir("/proc/self/fd")) + 1200)
     silent: list[socket.socket] = []
     result: dict[str, object] = {}
     os.kill(tight.pid, signal.SIGSTOP)

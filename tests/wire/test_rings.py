@@ -123,7 +123,7 @@ def test_scribbled_tail_is_checked_by_the_writer(tail: int) -> None:
     writer, _reader, ctl, _req = pair()
     writer.put(FrameKind.EXECUTE, 1, 1, b"abc")
     ctl[rings.W_REQ_TAIL] = tail
-    if tail in (0, writer.head):
+    if tail <= writer.head and tail % 8 == 0:  # a range the consumer could reach
         writer.put(FrameKind.CANCEL, 1, 0)
     else:
         with pytest.raises(RemoteProtocolError):
