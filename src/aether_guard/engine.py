@@ -110,6 +110,8 @@ def run_check(store: Store, policy: GuardPolicy, *, trigger: str, caller_uid: in
               progress: Progress, cancelled: Callable[[], bool],
               check_cancelled: Callable[[], None]) -> tuple[ReportInfo, list[Change]]:
     """Compare the trees with the current baseline and store the report."""
+    if not policy.paths:
+        raise OperationFailed(f"the policy {policy.file} names no paths")
     started = time.monotonic()
     scanner = Scanner(policy, cancelled)
     counts = Counts()

@@ -179,13 +179,15 @@ def _examine_regular(path: bytes, hashes: tuple[str, ...],
             if not stat.S_ISREG(before.st_mode):
                 return None
             try:
-                sha, b2, _size = _hash_fd(fd, hashes, stop)
+                sha, b2, size = _hash_fd(fd, hashes, stop)
             except OSError as exc:
                 return _entry(path, before, problem=_reason(exc))
             after = os.fstat(fd)
         finally:
             os.close(fd)
-        if _same(before, after):
+        # Timestamps are as coarse as the kernel's tick: a truncate-and-rewrite
+        # within one tick keeps them, but not the length that was read.
+        if _same(before, after) and size == after.st_size:
             return _entry(path, after, sha=sha, b2=b2)
         last = after
     assert last is not None

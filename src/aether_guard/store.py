@@ -68,7 +68,7 @@ class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.write_lock = threading.Lock()
-        with self.connect() as conn:
+        with self.session() as conn:  # (a sqlite3 connection's own `with` does not close it)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(SCHEMA)
 

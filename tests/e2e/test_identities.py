@@ -113,17 +113,21 @@ def test_non_dumpable_client_is_refused_memory_and_falls_back(shared_service):
             aether.Client(path, schema=ts, transport="memory")
             return "memory accepted"
         except aether.HandshakeError as exc:
-            with aether.Client(path, schema=ts, transport="auto") as client:
+            steps: list[str] = []
+            with aether.Client(path, schema=ts, transport="auto",
+                               on_step=lambda s, t: steps.append(f"{s}: {t}")) as client:
                 return [exc.reason, client.transport, client.echo(b"x").decode(),
-                        client.fallback_reason]
+                        client.fallback_reason, steps]
 
     pid, r = _fork_child(body)
     result = _collect(pid, r)
     assert result["ok"], result
-    reason, transport, echoed, why = result["value"]
+    reason, transport, echoed, why, steps = result["value"]
     assert reason == "memory-access"
     assert transport == "mapping" and echoed == "x"  # auto: memory -> mapping -> socket
     assert "not dumpable" in why
+    assert any(s.startswith("mapping-mode: memory transport refused") and "not dumpable" in s
+               for s in steps), steps
 
 
 @needs_root

@@ -6,10 +6,10 @@ import os
 import shutil
 
 import pytest
+from guard_support import small_tree
 
 import aether
 from aether_guard import schema
-from conftest import small_tree
 
 
 def _by_path(changes: list[schema.Change]) -> dict[str, schema.Change]:

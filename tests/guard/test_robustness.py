@@ -8,10 +8,10 @@ import signal
 import threading
 
 import pytest
+from guard_support import slow_tree, small_tree
 
 import aether
 from aether_guard import schema
-from conftest import slow_tree, small_tree
 
 
 def _start_interrupted(client, params, at: int, action):
@@ -44,7 +44,9 @@ def test_a_file_changed_during_the_scan_is_recorded_consistently(genv):
         i = 0
         while not stop.is_set():
             i += 1
-            data = (b"a" if i % 2 else b"b") * ((4 << 20) + (i % 7) * 4096)
+            # Versions of equal size have equal content (i % 64 keeps the parity):
+            # timestamps as coarse as the kernel's tick cannot tell those apart.
+            data = (b"a" if i % 2 else b"b") * ((4 << 20) + (i % 64) * 4096)
             fd = os.open(hot, os.O_WRONLY | os.O_TRUNC)
             try:
                 os.write(fd, data)
@@ -134,8 +136,8 @@ def test_sigterm_cancels_running_operations_and_the_client_reconnects(genv):
     svc = genv.start()
     c = genv.client()
     first = c.call(schema.Baseline()).baseline
-    slow_tree(genv.tree, small=1000)
-    op, fired = _start_interrupted(c, schema.Baseline(), 100,
+    slow_tree(genv.tree)
+    op, fired = _start_interrupted(c, schema.Baseline(), 3000,
                                    lambda o: svc.proc.send_signal(signal.SIGTERM))
     with pytest.raises(aether.OperationError) as err:
         op.wait(timeout=30)

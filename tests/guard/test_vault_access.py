@@ -8,11 +8,11 @@ import signal
 import stat
 
 import pytest
+from guard_support import needs_root, policy_text, small_tree
 
 import aether
 from aether.osapi import drop_privileges, pidfd_open, set_dumpable, wait_pidfd
 from aether_guard import schema
-from conftest import needs_root, policy_text, small_tree
 
 NOBODY = 65534
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from guard_support import small_tree
 
 import aether
 from aether.testing import wait_until
 from aether_guard import schema
-from conftest import small_tree
 
 
 def test_watch_delivers_events_until_cancelled(genv):

@@ -14,12 +14,14 @@ from typing import Any
 
 import aether
 import aether_guard.schema
-from aether.schema import builtins as b
+from aether.schema import builtins as b, spec_of
 from aether.testing import ServiceProcess, python_env, wait_until
 
 HERE = Path(__file__).resolve().parent
 SERVE_BUDGET = 1.0  # (b): a well-behaved client is answered within this
 SHORT_HANDSHAKE_TIMEOUT = 0.5  # of hostile_targets:service
+# guard.hash_tree, the long cancellable operation the raw peers execute.
+HASH_TREE = spec_of(aether_guard.schema.HashTree).code
 
 
 def _proc_footprint(pid: int) -> tuple[int, int]:

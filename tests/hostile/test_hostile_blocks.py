@@ -41,10 +41,11 @@ from rawpeer import (
 import aether
 import aether_guard.schema
 from aether import wire
-from aether.schema import builtins as b, encode
+from aether.schema import builtins as b, encode, spec_of
 from aether.wire import ErrorCode, Status, messages as m
 
 RW = PROT_READ | PROT_WRITE
+HASH_TREE = spec_of(aether_guard.schema.HashTree).code
 N = DEFAULT_BLOCK
 LIMIT = wire.MAX_BLOCK_SIZE  # the service's default max block (16 MiB)
 
@@ -254,7 +255,7 @@ def test_return_block_remapped_after_handshake(svc, mapper, arena, tmp_path, how
     is never written), an unmapped range fails. Either way a typed error or
     a result in the client's own memory, and the file unchanged."""
     payload = {"echo": (0x0003, encode(b.Echo(data=b"x"))),
-               "hash_tree": (0x0101, encode({"root": str(tmp_path)})),
+               "hash_tree": (HASH_TREE, encode({"root": str(tmp_path)})),
                "unknown_op": (0x7777, b"")}[op]
     with RawPeer(svc.path) as peer:
         peer.handshake(arena)

@@ -18,11 +18,13 @@ import msgspec
 import pytest
 from rawpeer import Arena, RawPeer
 
+import aether_guard.schema
 from aether import wire
-from aether.schema import builtins as b, encode
+from aether.schema import builtins as b, encode, spec_of
 from aether.wire import ErrorCode, Status, messages as m
 
 ECHO = 0x0003
+HASH_TREE = spec_of(aether_guard.schema.HashTree).code
 
 
 @pytest.fixture
@@ -237,7 +239,7 @@ def test_garbage_while_an_operation_runs(svc, arena, slow_tree):
     with RawPeer(svc.path) as peer:
         peer.handshake(arena)
         payload = encode({"root": str(slow_tree)})
-        arena.write_params(1, 0x0101, payload)
+        arena.write_params(1, HASH_TREE, payload)
         peer.send(m.Execute(1, len(payload)))
         assert peer.expect(m.Started).status == Status.STARTED
         peer.expect(m.Progress)
@@ -252,7 +254,7 @@ def test_garbage_while_an_operation_runs(svc, arena, slow_tree):
 # -- a client that ignores its own lock (O2 busy, T25) --------------------------------------
 def _start_slow(peer: RawPeer, arena: Arena, tree) -> bytes:
     payload = encode({"root": str(tree)})
-    arena.write_params(1, 0x0101, payload)
+    arena.write_params(1, HASH_TREE, payload)
     peer.send(m.Execute(1, len(payload)))
     assert peer.expect(m.Started).status == Status.STARTED
     peer.expect(m.Progress)

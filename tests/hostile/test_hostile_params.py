@@ -18,12 +18,13 @@ import msgspec
 import pytest
 from rawpeer import Arena, RawPeer
 
+import aether_guard.schema
 from aether import wire
-from aether.schema import ErrorInfo, builtins as b, encode
+from aether.schema import ErrorInfo, builtins as b, encode, spec_of
 from aether.wire import ErrorCode, Status, messages as m
 
 ECHO = 0x0003
-HASH_TREE = 0x0101
+HASH_TREE = spec_of(aether_guard.schema.HashTree).code
 
 
 @pytest.fixture

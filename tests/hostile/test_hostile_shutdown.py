@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hostile_support import Svc
+from hostile_support import HASH_TREE, Svc
 from rawpeer import Arena, RawPeer
 
 from aether.schema import encode
@@ -34,7 +34,7 @@ def test_sigterm_with_hostile_sessions_connected(tmp_path: Path, slow_tree: Path
         idle.handshake(arenas[0])
         busy.handshake(arenas[1])
         payload = encode({"root": str(slow_tree)})
-        arenas[1].write_params(1, 0x0101, payload)
+        arenas[1].write_params(1, HASH_TREE, payload)
         busy.send(m.Execute(1, len(payload)))
         assert busy.expect(m.Started).status == Status.STARTED
         busy.expect(m.Progress)

@@ -138,9 +138,9 @@ class TestOperationDecorator:
 class TestRegistry:
     def test_builtins_are_always_there(self) -> None:
         reg = Registry.from_modules(specs(Scan))
-        assert [(s.code, s.name) for s in reg][:3] == [
-            (1, "aether.describe"), (2, "aether.status"), (3, "aether.echo")]
-        assert len(reg) == 4
+        assert [(s.code, s.name) for s in reg][:4] == [
+            (1, "aether.describe"), (2, "aether.status"), (3, "aether.echo"), (4, "aether.sink")]
+        assert len(reg) == 5
         assert 0x200 in reg and "test.scan" in reg and "test.nope" not in reg
         assert reg.get("test.scan") is reg.get(0x200) is spec_of(Scan)
         assert Registry.from_modules(include_builtins=False).by_code(1) is None
@@ -183,7 +183,7 @@ class TestRegistry:
 # --------------------------------------------------------------------------
 
 # Pinned: a change here is a wire-visible change (HELLO's fingerprint, §7).
-BUILTINS_FINGERPRINT = 0xEAE0A4B703BDBD69
+BUILTINS_FINGERPRINT = 0xC8EF293987AA8AD1  # aether.sink added (issue 4)
 
 SCHEMA_MODULE = '''
 from typing import Literal

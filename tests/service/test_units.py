@@ -100,6 +100,7 @@ def test_status_combines_service_and_systemd_views(genv_status):
     import json
     out = json.loads(r.stdout)
     assert out["service"]["service"] == "guard"
+    assert out["status"]["baseline"] == "none" and "(1 paths)" in out["status"]["policy"]
     # PID 1 is not systemd here: systemd's view is absent, not an error.
     assert out["systemd"] is None or "ActiveState" in out["systemd"]
 

@@ -188,3 +188,29 @@ def test_a_frame_needing_the_ring_start_waits_for_the_consumer_once() -> None:
     writer.put(FrameKind.EXECUTE, 2, 1, bytes(3000))
     frame = reader.poll()
     assert frame is not None and frame[1] == 2 and len(frame[3]) == 3000
+
+
+def test_header_only_crc_covers_the_header_but_not_the_payload() -> None:
+    writer, reader, _ctl, req = pair()
+    view = writer.reserve(16)
+    view[:] = b"a" * 16
+    writer.commit(FrameKind.EXECUTE, 1, 4, 16, rings.FLAG_HEADER_CRC)
+    req[40] ^= 0xFF  # payload: not covered
+    frame = reader.poll()
+    assert frame is not None and reader.flags == rings.FLAG_HEADER_CRC
+    frame[3].release()
+    reader.release()
+    writer.reserve(16)
+    writer.commit(FrameKind.EXECUTE, 2, 4, 16, rings.FLAG_HEADER_CRC)
+    req[writer.head - 48 + 20] ^= 1  # the length field of the header: covered
+    with pytest.raises(RemoteProtocolError):
+        reader.poll()
+
+
+def test_header_only_crc_only_on_execute() -> None:
+    ctl, _req, rep = region()
+    w = rings.reply_writer(ctl, rep)
+    w.reserve(0)
+    w.commit(FrameKind.DONE, 1, 1, 0, rings.FLAG_HEADER_CRC)
+    with pytest.raises(RemoteProtocolError, match="flags"):
+        rings.reply_reader(ctl, rep).poll()

@@ -106,9 +106,15 @@ def _value(name: str, value: Any) -> str:
               default="auto",
               show_default=True)
 @click.option("--keep", is_flag=True, help="Keep the demo directory afterwards.")
+@click.option("--gui", is_flag=True, help="Play the demo in the Qt control panel "
+              "(needs a display and PySide6).")
 @handle_errors
-def demo(files: int, transport: str, keep: bool) -> None:
+def demo(files: int, transport: str, keep: bool, gui: bool) -> None:
     """Aether Guard end to end: baseline, tamper, check, report, quarantine, restore."""
+    if gui:
+        from .demo_gui import start_gui_demo
+
+        sys.exit(start_gui_demo(files, transport, keep))
     from rich.panel import Panel
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table

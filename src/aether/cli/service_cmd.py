@@ -77,18 +77,22 @@ def status(target: str, as_json: bool, user: bool) -> None:
     try:
         with Client(target, transport="auto", timeout=3.0) as client:
             st = client.status()
+            own = _service_own_status(client, st.service)
     except AetherError as exc:
         if unit is None:
             raise
         st = None
+        own = None
         unreachable = str(exc)
     if as_json:
         click.echo(json.dumps({"service": msgspec.to_builtins(st) if st else None,
-                               "systemd": unit}, indent=2))
+                               "status": own, "systemd": unit}, indent=2))
         return
     out = console()
     if st is not None:
         out.print(status_table(st))
+        for key, value in (own or {}).items():
+            out.print(f"{key}: {value}")
     else:
         out.print(f"[red]service not reachable[/red]: {unreachable}")
     if unit is not None:
@@ -98,6 +102,30 @@ def status(target: str, as_json: bool, user: bool) -> None:
                   + (f", status: {unit['StatusText']}" if unit.get("StatusText") else ""))
     if st is None:
         sys.exit(3)
+
+
+def _service_own_status(client: object, service: str) -> dict[str, object] | None:
+    """A shipped service's own status operation, summarised (Guard: baseline,
+    last check, running operations)."""
+    if service != "guard":
+        return None
+    from aether.errors import AetherError
+
+    try:
+        st = client.call_by_name("guard.status")  # type: ignore[attr-defined]
+    except AetherError as exc:
+        return {"guard.status": f"unavailable: {exc}"}
+    base = st.get("baseline")
+    last = st.get("last_report")
+    return {
+        "policy": f"{st['policy_file']} ({len(st['paths'])} paths)",
+        "baseline": (f"#{base['baseline_id']}, {base['files']} entries, "
+                     f"{base['age_s'] / 3600:.1f} h old") if base else "none",
+        "last check": (f"report #{last['report_id']}: {last['added']} added, "
+                       f"{last['removed']} removed, {last['changed']} changed, "
+                       f"{last['problems']} problems") if last else "none",
+        "running": ", ".join(st.get("running", [])) or "nothing",
+    }
 
 
 def _default_paths(user: bool) -> list[str]:

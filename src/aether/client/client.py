@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import struct
 import threading
 import time
 import types
@@ -211,16 +212,20 @@ class Client:
     def _open(self, transport: Transport) -> None:
         self.proto = wire.ClientProtocol()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-        sock.settimeout(self.timeout)
+        # A blocking connect with SO_SNDTIMEO: while the service's listen
+        # backlog is full (a flood of connections it has not accepted yet),
+        # the kernel queues us until there is room or the timeout passes. A
+        # non-blocking connect (settimeout) fails at once with EAGAIN there.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.timeout))
         try:
             sock.connect(str(self.address.path))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(0))
         except OSError as exc:
             sock.close()
             raise ConnectError(
                 f"cannot connect to {self.address.name} at {self.address.path}: {exc.strerror}",
                 path=str(self.address.path),
             ) from None
-        sock.settimeout(None)
         self.channel = Channel(sock, max_datagram=wire.CONTROL_SIZE + self.proto.max_payload + 1,
                                buffer_size=SOCKET_BUFFER)
         self._step(steps.CONNECTED, f"connected to {self.address.path}")
@@ -328,9 +333,9 @@ class Client:
                 event = self.proto.receive(data)
             self._expect(event, m.MapReady, "M2")
             assert isinstance(event, m.MapReady)
-            side = MappingClientSide(fds, event.ring_size, event.region_size,
+            handed, fds = fds, []  # MappingClientSide owns (and on failure closes) them
+            side = MappingClientSide(handed, event.ring_size, event.region_size,
                                      last_op_id=old.ops.last_op_id if old else 0)
-            fds = []
         except ProtocolError as exc:
             if self.proto.state is State.VERIFYING:
                 self.channel.try_send(self.proto.send(m.TestVerified(int(ErrorCode.BAD_BLOCK))))
@@ -556,15 +561,20 @@ class Client:
         return op
 
     # -- loans (see aether.client.loan) -------------------------------------------
-    def loan(self, params: Params, size: int) -> Loan:
+    def loan(self, params: Params, size: int, *, checksum: bool = True) -> Loan:
         """A writable ``size``-byte buffer for the last (empty ``bytes``) field
         of ``params``; on the mapping transport it lies in the request ring,
         so bulk data is copied once. ``with client.loan(Sink(data=b""), n) as
-        loan: loan.buffer[:] = ...; loan.call()``."""
+        loan: loan.buffer[:] = ...; loan.call()``.
+
+        ``checksum=False`` (mapping transport) leaves the payload out of the
+        frame's crc, saving two passes over the data; the service accepts that
+        only for operations that read opaque bytes (``aether.sink``) and
+        rejects the parameters (REJECTED_BAD_PARAMS) of any other."""
         spec, prefix = loan_prefix(params, size)
         if self.registry.by_code(spec.code) is not spec:
             raise SchemaError(f"{spec.name} is not in this client's schema")
-        return Loan(self, spec, prefix, size)
+        return Loan(self, spec, prefix, size, checksum=checksum)
 
     def call_in_place(self, params: Params, *, timeout: float | None = None) -> InPlaceResult:
         """Run an operation and return its encoded result *in place* (the reply
@@ -615,7 +625,7 @@ class Client:
             raise
 
     def _start_loan(self, spec: Any, whole: memoryview, total: int, op_id: int,
-                    on_progress: ProgressCallback | None) -> Operation:
+                    on_progress: ProgressCallback | None, checksum: bool = True) -> Operation:
         mapped = self._mapped
         if not self._loan_mapped or mapped is None:
             self._op_lock.release()
@@ -626,7 +636,8 @@ class Client:
         op = Operation(self, op_id, spec.name, spec.code, on_progress)
         self._current = op
         try:
-            mapped.commit_loan(op_id, spec.code, total)
+            mapped.commit_loan(op_id, spec.code, total,
+                               0 if checksum else rings.FLAG_HEADER_CRC)
         except BaseException:
             self._current = None
             self._op_lock.release()
@@ -653,7 +664,10 @@ class Client:
         try:
             self._map_rings(rings.ring_size_for(size), time.monotonic() + self.timeout)
         except BaseException:
+            # As for refused blocks: the refusal is about our request, so the
+            # next call must not hide it behind a fresh session.
             self._teardown()
+            self._closed = True
             raise
 
     def _ensure_param_room(self, size: int) -> None:
@@ -777,6 +791,9 @@ class Client:
                     continue
                 except ProtocolError as exc:
                     self._break(op, f"bad reply ring: {exc}")
+                    break
+                except ValueError:  # the region was unmapped under us by close()
+                    self._break(op, "the client was closed")
                     break
                 keep = False
                 try:
@@ -930,3 +947,9 @@ class Client:
 
     def __repr__(self) -> str:
         return f"<Client {self.address.name} transport={self.transport}>"
+
+
+def _timeval(seconds: float) -> bytes:
+    """A ``struct timeval`` for SO_SNDTIMEO (0: no timeout)."""
+    whole = int(seconds)
+    return struct.pack("@ll", whole, int((seconds - whole) * 1_000_000))

@@ -54,8 +54,10 @@ class Loan:
     the block without either gives the room back unsent.
     """
 
-    def __init__(self, client: Client, spec: OperationSpec, prefix: bytes, size: int) -> None:
+    def __init__(self, client: Client, spec: OperationSpec, prefix: bytes, size: int,
+                 *, checksum: bool = True) -> None:
         self.client = client
+        self.checksum = checksum
         self.spec = spec
         self.size = size
         self._done = False
@@ -70,7 +72,8 @@ class Loan:
         self._done = True
         self.buffer.release()
         whole, self._whole = self._whole, memoryview(b"")
-        return self.client._start_loan(self.spec, whole, self._total, self.op_id, on_progress)
+        return self.client._start_loan(self.spec, whole, self._total, self.op_id, on_progress,
+                                       self.checksum)
 
     def call(self, *, timeout: float | None = None,
              on_progress: ProgressCallback | None = None) -> Any:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from aether import osapi
 from aether.errors import AetherTimeoutError, PeerGoneError
@@ -20,6 +22,10 @@ from aether.wire import FrameKind, rings
 _EXECUTE = int(FrameKind.EXECUTE)
 _CANCEL = int(FrameKind.CANCEL)
 Frame = tuple[int, int, int, memoryview]
+T = TypeVar("T")
+# Seconds to spin for the service to drain the ring before sleeping between
+# retries: it is usually about to (it was just woken).
+CATCH_UP_SPIN = 0.0005
 
 
 class ControlMessage(Exception):
@@ -66,18 +72,25 @@ class MappedCalls:
 
     def _put_slowly(self, kind: int, op_id: int, arg: int, payload: bytes | memoryview,
                     timeout: float) -> None:
+        self._retry(lambda: self.writer.put(kind, op_id, arg, payload), timeout)
+
+    def _retry(self, attempt: Callable[[], T], timeout: float) -> T:
+        """Retry ``attempt`` while the ring is full: wake the service, give it
+        a moment to catch up (or to pass a WRAP), then wait in short polls."""
         deadline = time.monotonic() + timeout
+        writer = self.writer
         while True:
             self.side.ring_peer()
+            spin_until(lambda: writer.peer_tail() == writer.head, CATCH_UP_SPIN)
+            try:
+                return attempt()
+            except rings.RingFull:
+                pass
             if osapi.wait_readable((self._sock_fd,), 0.001):
                 raise PeerGoneError("the service closed the connection")
-            try:
-                self.writer.put(kind, op_id, arg, payload)
-                return
-            except rings.RingFull:
-                if time.monotonic() >= deadline:
-                    raise AetherTimeoutError(
-                        f"the service has not read its requests for {timeout:.1f} s") from None
+            if time.monotonic() >= deadline:
+                raise AetherTimeoutError(
+                    f"the service has not read its requests for {timeout:.1f} s")
 
     def loan(self, size: int, timeout: float) -> memoryview:
         """Reserve a request frame of ``size`` payload bytes (held under the
@@ -87,25 +100,14 @@ class MappedCalls:
             try:
                 return self.writer.reserve(size)
             except rings.RingFull:
-                pass
-            deadline = time.monotonic() + timeout
-            while True:
-                self.side.ring_peer()
-                if osapi.wait_readable((self._sock_fd,), 0.001):
-                    raise PeerGoneError("the service closed the connection")
-                try:
-                    return self.writer.reserve(size)
-                except rings.RingFull:
-                    if time.monotonic() >= deadline:
-                        raise AetherTimeoutError("the service has not read its requests for "
-                                                 f"{timeout:.1f} s") from None
+                return self._retry(lambda: self.writer.reserve(size), timeout)
         except BaseException:
             self._wlock.release()
             raise
 
-    def commit_loan(self, op_id: int, code: int, size: int) -> None:
+    def commit_loan(self, op_id: int, code: int, size: int, flags: int = 0) -> None:
         try:
-            self.writer.commit(_EXECUTE, op_id, code, size)
+            self.writer.commit(_EXECUTE, op_id, code, size, flags)
         finally:
             self._wlock.release()
         self.side.ring_peer()

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from .client import Client
 
 ProgressCallback = Callable[["Operation"], None]
+_NO_PROGRESS = ProgressInfo()  # frozen: one shared instance, not one per call
 
 
 class Operation:
@@ -26,7 +27,7 @@ class Operation:
         self.code = code
         self.on_progress = on_progress
         self.permille = 0
-        self.progress_info = ProgressInfo()
+        self.progress_info = _NO_PROGRESS
         self.started = False
         self.finished = False
         self.cancel_requested = False

@@ -21,6 +21,7 @@ from .dirs import (
     ensure_private_directory as ensure_private_directory,
 )
 from .eventfd import (
+    Poller as Poller,
     check_sealed_memfd as check_sealed_memfd,
     eventfd_create as eventfd_create,
     eventfd_drain as eventfd_drain,

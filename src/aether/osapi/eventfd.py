@@ -91,3 +91,23 @@ def wait_readable(fds: tuple[int, ...], timeout: float | None) -> list[int]:
         if exc.errno == errno.EINTR:
             return []
         raise translate(exc, "poll") from None
+
+
+class Poller:
+    """``poll()`` on a fixed set of descriptors, registered once (a sleeper
+    that waits on the same descriptors for every call should not rebuild it)."""
+
+    def __init__(self, fds: tuple[int, ...]) -> None:
+        self.fds = fds
+        self._poll = select.poll()
+        for fd in fds:
+            self._poll.register(fd, select.POLLIN)
+
+    def wait(self, timeout: float | None) -> list[int]:
+        ms = -1 if timeout is None else max(0, int(timeout * 1000 + 0.999))
+        try:
+            return [fd for fd, _ev in self._poll.poll(ms)]
+        except OSError as exc:
+            if exc.errno == errno.EINTR:
+                return []
+            raise translate(exc, "poll") from None

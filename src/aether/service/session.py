@@ -70,7 +70,7 @@ TRIM_THRESHOLD = 1024 * 1024
 TRIM_AFTER = 1.0
 
 
-@dataclass
+@dataclass(slots=True)
 class _RunningOp:
     op_id: int
     spec: OperationSpec
@@ -436,6 +436,12 @@ class Session:
                 self._reply_busy(op_id)
                 return
             try:
+                if reader.flags & rings.FLAG_HEADER_CRC and arg not in _IN_PLACE:
+                    self.operations += 1
+                    self._reject(op_id, Status.REJECTED_BAD_PARAMS,
+                                 "parameters without a payload crc are accepted only by "
+                                 "operations that read opaque bytes (aether.sink)")
+                    return
                 # The payload is read in place (decoded, or handed to an inline
                 # handler such as aether.sink) before the frame is released.
                 self._start(op_id, arg, payload)
@@ -462,8 +468,25 @@ class Session:
         earlier ones. Then ring the client's doorbell if it sleeps."""
         mapping = self.mapping
         assert mapping is not None
+        with self._lock:
+            try:
+                mapping.replies.put(kind, op_id, arg, payload)
+                full = False
+            except rings.RingFull:
+                full = True
+        if full:
+            self._reply_slowly(mapping, kind, op_id, arg, payload)
+        mapping.ring_peer()
+
+    def _reply_slowly(self, mapping: MappingServiceSide, kind: FrameKind, op_id: int, arg: int,
+                      payload: bytes | memoryview) -> None:
         deadline = time.monotonic() + self.host.limits.send_timeout
         watch = (self.channel.fileno(), *self._extra_fds())
+        writer = mapping.replies
+
+        def caught_up() -> bool:
+            return writer.peer_tail() == writer.head
+
         while True:
             with self._lock:
                 try:
@@ -475,10 +498,11 @@ class Session:
                 raise PeerGoneError(f"client has not read its replies for "
                                     f"{self.host.limits.send_timeout:.1f} s")
             mapping.ring_peer()
+            if spin_until(caught_up, 0.0005):
+                continue
             osapi.wait_readable(watch, 0.001)
             if self._client_exited():
                 raise _EndSession()
-        mapping.ring_peer()
 
     def _trim_buffers(self) -> None:
         """Give back large per-session buffers once the session has been quiet
@@ -532,6 +556,9 @@ class Session:
                 self._handshake(deadline=time.monotonic() + self.host.limits.handshake_timeout)
             case m.MapMode(ring_size=size):
                 # larger rings (step M4): a new region, then TEST_VERIFIED as in M3
+                if self.running is not None or (
+                        self.mapping is not None and self.mapping.ops.current_op_id):
+                    self._fatal(ErrorCode.PROTOCOL, "MAP_MODE while an operation runs")
                 self._map(size)
                 self._handshake(deadline=time.monotonic() + self.host.limits.handshake_timeout)
             case m.Goodbye() | m.ConnectionClosed() | m.Error():

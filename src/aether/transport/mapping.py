@@ -97,6 +97,7 @@ class _Endpoint:
         self.my_efd = my_efd
         self.peer_efd = peer_efd
         self.sleeps = 0  # times this end went to sleep (for tests and tuning)
+        self._pollers: dict[tuple[int, ...], osapi.Poller] = {}
 
     def ring_peer(self) -> None:
         """After publishing: wake the peer if it announced it sleeps."""
@@ -117,7 +118,12 @@ class _Endpoint:
             if pending():
                 return []
             self.sleeps += 1
-            ready = osapi.wait_readable((self.my_efd, *watch), timeout)
+            poller = self._pollers.get(watch)
+            if poller is None:
+                if len(self._pollers) > 8:
+                    self._pollers.clear()
+                poller = self._pollers[watch] = osapi.Poller((self.my_efd, *watch))
+            ready = poller.wait(timeout)
         finally:
             ctl[word] = 0
         if self.my_efd in ready:

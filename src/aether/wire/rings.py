@@ -63,6 +63,12 @@ DEFAULT_RING_SIZE: Final = 256 * 1024
 MIN_RING_SIZE: Final = 4096
 
 # u64 word indices in the control area
+# Frame flag, EXECUTE only: the crc covers the header, not the payload. Only a
+# loan may set it (the caller skips a pass over bulk data), and the service
+# accepts it only for operations that treat the payload as opaque bytes
+# (aether.sink); any other operation rejects the frame's parameters.
+FLAG_HEADER_CRC: Final = 1
+
 W_MAGIC: Final = 0
 W_VERSION: Final = 1
 W_RING_SIZE: Final = 2
@@ -75,6 +81,7 @@ W_CLIENT_SLEEPING: Final = 48
 
 FRAME: Final = struct.Struct("<HHIQIIII")
 assert FRAME.size == FRAME_SIZE
+_CRC: Final = struct.Struct("<I")
 
 _EXECUTE: Final = int(FrameKind.EXECUTE)
 _CANCEL: Final = int(FrameKind.CANCEL)
@@ -245,8 +252,9 @@ class RingWriter:
         self.head += room
         self._ctl[self._head_word] = self.head
 
-    def commit(self, kind: int, op_id: int, arg: int, length: int) -> None:
-        """Publish the frame reserved last (its payload already in place)."""
+    def commit(self, kind: int, op_id: int, arg: int, length: int, flags: int = 0) -> None:
+        """Publish the frame reserved last (its payload already in place);
+        ``flags`` FLAG_HEADER_CRC leaves the payload out of the crc."""
         pos = self._pos
         if pos < 0:
             raise RuntimeError("commit without reserve")
@@ -262,10 +270,13 @@ class RingWriter:
                 data[wrap_from:wrap_from + FRAME_SIZE] = hdr
             head += room
         seq = self.seq
-        FRAME.pack_into(hdr, 0, kind, 0, seq, op_id, arg, length, 0, 0)
-        crc = _crc32(data[pos + FRAME_SIZE:pos + FRAME_SIZE + length], _crc32(self._hdr28, 0))
-        FRAME.pack_into(hdr, 0, kind, 0, seq, op_id, arg, length, 0, crc & _U32)
-        data[pos:pos + FRAME_SIZE] = hdr
+        FRAME.pack_into(hdr, 0, kind, flags, seq, op_id, arg, length, 0, 0)
+        start = pos + FRAME_SIZE
+        crc = _crc32(self._hdr28, 0)
+        if not flags & FLAG_HEADER_CRC:
+            crc = _crc32(data[start:start + length], crc)
+        _CRC.pack_into(hdr, 28, crc & _U32)
+        data[pos:start] = hdr
         self.seq = (seq + 1) & _U32
         head += FRAME_SIZE + ((length + 7) & ~7)
         self.head = head
@@ -294,6 +305,7 @@ class RingReader:
         "_next",
         "_size",
         "_tail_word",
+        "flags",
         "kinds",
         "seq",
         "tail",
@@ -312,6 +324,7 @@ class RingReader:
         self._hdr = bytearray(FRAME_SIZE)
         self._hdr28 = memoryview(self._hdr)[:28]
         self._next = -1
+        self.flags = 0  # of the frame polled last
 
     def pending(self) -> bool:
         """True when the producer has published something not yet read
@@ -353,12 +366,17 @@ class RingReader:
                 raise _corrupt(f"frame of {length} bytes overruns the published data")
             if seq != self.seq:
                 raise _corrupt(f"frame sequence {seq}, expected {self.seq}")
-            if kind not in self.kinds or flags or reserved:
+            if kind not in self.kinds or reserved or (
+                    flags and (flags != FLAG_HEADER_CRC or kind != _EXECUTE)):
                 raise _corrupt(f"frame kind 0x{kind:x} flags {flags} reserved {reserved}")
             start = pos + FRAME_SIZE
             payload = data[start:start + length]
-            if (_crc32(payload, _crc32(self._hdr28, 0)) & _U32) != crc:
+            check = _crc32(self._hdr28, 0)
+            if not flags:
+                check = _crc32(payload, check)
+            if (check & _U32) != crc:
                 raise _corrupt(f"frame {seq} fails its crc32")
+            self.flags = flags
             self.seq = (seq + 1) & _U32
             self._next = tail + span
             return kind, op_id, arg, payload

@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from rawpeer import Arena, RawPeer, die_after, report, set_child_subreaper, wait_readable
 
-from aether.schema import builtins as b, encode
+from aether.schema import builtins as b, encode, spec_of
 from aether.wire import ErrorCode, Status, messages as m
 from aether_guard.schema import HashTree
 
@@ -128,7 +128,7 @@ def connector(path: str, mode: str, address: int, tree: str) -> None:
         peer.handshake(arena)
     if mode == "exec_op":
         payload = encode(HashTree(root=tree))
-        arena.write_params(1, 0x0101, payload)
+        arena.write_params(1, spec_of(HashTree).code, payload)
         peer.send(m.Execute(1, len(payload)))
         started = peer.expect(m.Started)
         if started.status != Status.STARTED:

@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from rawpeer import Arena, RawPeer, die_after, report
 
-from aether.schema import encode
+from aether.schema import encode, spec_of
 from aether.wire import Status, messages as m
 from aether_guard.schema import HashTree
 
@@ -29,7 +29,7 @@ def main() -> None:
     if stage == "op":
         peer.handshake(arena)
         payload = encode(HashTree(root=sys.argv[3]))
-        arena.write_params(1, 0x0101, payload)
+        arena.write_params(1, spec_of(HashTree).code, payload)
         peer.send(m.Execute(1, len(payload)))
         started = peer.expect(m.Started)
         if started.status != Status.STARTED:
