@@ -75,6 +75,7 @@ def test_json_schema_and_figures(report, tmp_path: Path) -> None:
     report.write_json(str(out))
     doc = json.loads(out.read_text())
     check_schema(doc)
+    assert doc["complete"] is True
     rows = {(r["mechanism"], r["kind"], r["payload_bytes"], r["pinning"], r["clients"]): r
             for r in doc["results"]}
     for mech in ("floor.spin", "floor.eventfd", "raw.seqpacket", "raw.stream",

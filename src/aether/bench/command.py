@@ -51,7 +51,8 @@ def run(ctx: click.Context, quick: bool = False, json_path: str | None = None,
 
     click.echo("measuring; every server is its own process, every figure is compared with "
                "floors and peers measured in this same run", err=True)
-    runner = Runner(config, progress=progress)
+    runner = Runner(config, progress=progress,
+                    checkpoint=(lambda r: r.write_json(json_path)) if json_path else None)
     # SIGTERM unwinds like Ctrl-C, so every server and the private dbus-daemon
     # are stopped by the context managers that started them.
     signal.signal(signal.SIGTERM, _interrupt)

@@ -74,6 +74,11 @@ def load(clients: int, calls: int, payload: int, transports: tuple[str, ...], pa
     chosen = ALL_TRANSPORTS if "all" in transports else tuple(dict.fromkeys(transports))
     report: dict[str, Any] = {"suite": "load", "machine": harness.machine()}
     ok = True
+
+    def save() -> None:
+        # after each part: a later part that fails does not lose the earlier figures
+        if json_path:
+            Path(json_path).write_text(json.dumps(report, indent=2, default=str))
     if soak_minutes is not None:
         from aether.bench.load_soak import run_soak
 
@@ -89,14 +94,15 @@ def load(clients: int, calls: int, payload: int, transports: tuple[str, ...], pa
             rows = harness.run_load(chosen, clients=clients, calls=calls, payload=payload,
                                     paced=paced, paced_calls=paced_calls, log=log)
             report["load"] = rows
+            save()
             ok = _print_load(out, rows) and ok
         if sessions:
             log(f"sessions: {sessions} from {uids} uids")
             row = harness.run_sessions(sessions=sessions, uids=uids, log=log)
             report["sessions"] = row
             ok = _print_sessions(out, row) and ok
+    save()
     if json_path:
-        Path(json_path).write_text(json.dumps(report, indent=2, default=str))
         err.print(f"figures written to {json_path}")
     if not ok:
         raise SystemExit(1)

@@ -55,7 +55,6 @@ class Heap(msgspec.Struct, frozen=True, kw_only=True):
     """The service's Python heap, as opposed to its RSS."""
 
     blocks: int  # sys.getallocatedblocks(): live pymalloc and object blocks
-    gc_objects: int  # objects the cyclic collector tracks
     threads: int
 
 

@@ -78,7 +78,7 @@ class Lifetime:
     ready: float  # monotonic s
     baseline: Vitals
     samples: list[Vitals] = field(default_factory=list)
-    heap: list[tuple[float, int, int]] = field(default_factory=list)  # t, blocks, gc objects
+    heap: list[tuple[float, int, int]] = field(default_factory=list)  # t, blocks, threads
     killed_at: float | None = None
 
 
@@ -134,7 +134,7 @@ def slope_mib_per_hour(lifetimes: list[Lifetime], warmup: float) -> dict[str, An
                         (round(s.t - life.ready, 3), s.rss_kib, s.fds, s.threads)
                         for s in life.samples],
                     # the Python heap (aether's own objects) beside the RSS
-                    "heap_t_blocks_gc_objects": [
+                    "heap_t_blocks_threads": [
                         (round(t - life.ready, 3), b, g) for t, b, g in life.heap]})
     rss = pooled_slope(rss_series)
     blocks = pooled_slope(heap_series)
@@ -205,7 +205,7 @@ def run_soak(minutes: float, *, clients: int = 16, transports: tuple[str, ...] =
                     if len(life.samples) % HEAP_EVERY == 1:
                         heap = _heap(run.socket)
                         if heap is not None:
-                            life.heap.append((time.monotonic(), heap.blocks, heap.gc_objects))
+                            life.heap.append((time.monotonic(), heap.blocks, heap.threads))
                 if now >= next_client_kill and alive:
                     cid = rng.choice(sorted(alive))
                     alive.pop(cid).kill()

@@ -79,9 +79,11 @@ class Report:
     machine: dict[str, Any] = field(default_factory=dict)
     goals: list[dict[str, Any]] = field(default_factory=list)
     wall_s: float = 0.0
+    complete: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"suite": "aether bench", "machine": self.machine, "wall_s": round(self.wall_s, 1),
+                "complete": self.complete,
                 "results": self.results, "service_rss": self.rss, "goals": self.goals}
 
     def write_json(self, path: str) -> None:
@@ -131,8 +133,10 @@ def _failure(exc: BaseException) -> str:
 
 
 class Runner:
-    def __init__(self, config: Config, progress: Callable[[str], None] | None = None) -> None:
+    def __init__(self, config: Config, progress: Callable[[str], None] | None = None,
+                 checkpoint: Callable[[Report], None] | None = None) -> None:
         self.config = config
+        self.checkpoint = checkpoint  # called after each mechanism (partial figures)
         self.progress = progress or (lambda text: None)
         self.report = Report()
         self.mechanisms = [m for m in all_mechanisms()
@@ -152,6 +156,10 @@ class Runner:
                     self._rss(mech)
             except Exception as exc:  # the shared server did not start
                 self._fail_all(mech, _failure(exc))
+            if self.checkpoint is not None:
+                self.report.wall_s = time.monotonic() - t0
+                self.checkpoint(self.report)
+        self.report.complete = True
         self.report.results.sort(key=self._order)
         self.report.goals = goals.evaluate(self.report.results, self.mechanisms,
                                            self.report.machine["cpus_usable"])
