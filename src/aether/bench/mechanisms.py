@@ -54,7 +54,7 @@ class Endpoint:
     """A connected client. Subclasses give ``caller`` (or override ``samples``)."""
 
     def caller(self, payload: bytes) -> Callable[[], object]:
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} gives neither caller() nor samples()")
 
     def samples(self, payload: bytes, warmup: int, count: int) -> list[int]:
         return time_loop(self.caller(payload), warmup, count)
@@ -109,7 +109,8 @@ class Mechanism:
     @contextlib.contextmanager
     def serve(self, server_cpus: frozenset[int] | None, *, sink: bool,
               capacity: int) -> Iterator[Served]:
-        raise NotImplementedError
+        """A server for this mechanism's rows; every measured mechanism gives one."""
+        raise TypeError(f"{type(self).__name__} has no server to measure")
         yield
 
 
