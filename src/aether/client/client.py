@@ -234,6 +234,8 @@ class Client:
             self.service_pid = peer.pid
             self._step(steps.SERVICE_VERIFIED,
                        f"service pid {peer.pid} runs as uid {peer.uid}; socket directory checked")
+            if self.spin and osapi.one_cpu_with(peer.pid):
+                self.spin = 0.0  # a spinner would hold the one CPU the service needs
             self._handshake(transport, time.monotonic() + self.timeout)
         except BaseException:
             self._teardown()

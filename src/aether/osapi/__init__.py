@@ -66,4 +66,5 @@ from .procmaps import (
     read_maps as read_maps,
 )
 from .procmem import ProcessMemory as ProcessMemory, Region as Region
+from .sched import one_cpu_with as one_cpu_with
 from .sharedmap import SharedView as SharedView

@@ -114,6 +114,8 @@ class Session:
             send_timeout=host.limits.send_timeout, buffer_size=SOCKET_BUFFER,
         )
         self.peer = osapi.peer_credentials(sock)
+        # Spinning for the next request only pays if the client can run meanwhile.
+        self._spin = 0.0 if osapi.one_cpu_with(self.peer.pid) else host.limits.spin
         self.pidfd: int | None
         if not host.pidfd_supported:
             self.pidfd = None
@@ -356,8 +358,7 @@ class Session:
             if op is None and self._trim_at is not None:
                 trim_in = max(0.0, self._trim_at - time.monotonic())
                 timeout = trim_in if timeout is None else min(timeout, trim_in)
-            spin = self.host.limits.spin if (
-                op is None and self.host.session_count <= 1) else 0.0
+            spin = self._spin if (op is None and self.host.session_count <= 1) else 0.0
             try:
                 data = self.channel.recv(timeout, self._extra_fds(), spin=spin)
             except AetherTimeoutError:
@@ -398,8 +399,8 @@ class Session:
                 self._drain_wake()
                 self._finish(op)
                 continue
-            if op is None and limits.spin and self.host.session_count <= 1 and \
-                    spin_until(reader.pending, limits.spin):
+            if op is None and self._spin and self.host.session_count <= 1 and \
+                    spin_until(reader.pending, self._spin):
                 continue
             timeout = limits.idle_timeout if op is None else None
             if op is None and self._trim_at is not None:
