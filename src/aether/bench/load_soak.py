@@ -241,6 +241,11 @@ def run_soak(minutes: float, *, clients: int = 16, transports: tuple[str, ...] =
                 if wait > 0:
                     # Woken early by a client that exits (pidfds are readable then).
                     select.select([c.pidfd for c in alive.values()], [], [], wait)
+        except BaseException:
+            # Ctrl-C (or the harness failing): end every client now rather than
+            # wait for each to finish its call on a possibly busy machine.
+            kids.kill_all()
+            raise
         finally:
             for child in alive.values():
                 child.send(stop=True)
