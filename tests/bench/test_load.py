@@ -205,7 +205,8 @@ def test_command_writes_json_and_exits_zero(tmp_path: Path):
     assert report["machine"]["nproc"] >= 1
 
 
-def test_ctrl_c_ends_every_process_the_harness_started(tmp_path: Path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_ends_every_process_the_harness_started(tmp_path: Path, signum: int):
     harness = subprocess.Popen(
         [sys.executable, "-m", "aether", "bench", "load", "--soak", "5", "--soak-clients", "3"],
         env=python_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -216,7 +217,7 @@ def test_ctrl_c_ends_every_process_the_harness_started(tmp_path: Path):
                    watch_pid=harness.pid)
         started = _children_of(harness.pid)
         pidfds = {pid: osapi.pidfd_open(pid) for pid in started}
-        harness.send_signal(signal.SIGINT)
+        harness.send_signal(signum)
         assert harness.wait(60) != 0
         for pid, fd in pidfds.items():
             assert osapi.wait_pidfd(fd, 10), f"pid {pid} outlived the harness"

@@ -7,6 +7,7 @@ default suite: Aether against every peer and floor in one run."""
 from __future__ import annotations
 
 import importlib
+import signal
 
 import click
 
@@ -39,6 +40,10 @@ class _Suites(click.Group):
         return command
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _unavailable(name: str) -> click.Command:
     @click.command(name=name, help="(not available in this build)")
     def _cmd() -> None:
@@ -60,6 +65,9 @@ def bench(ctx: click.Context, quick: bool, json_path: str | None, plot_path: str
     named suite."""
     ctx.ensure_object(dict)
     ctx.obj.update(quick=quick, json_path=json_path, plot_path=plot_path, only=only)
+    # Every suite starts servers and clients: SIGTERM unwinds like Ctrl-C, so
+    # the context managers that started them stop them (none is orphaned).
+    signal.signal(signal.SIGTERM, _interrupt)
     if ctx.invoked_subcommand is None:
         command = _Suites().get_command(ctx, DEFAULT)
         assert command is not None
