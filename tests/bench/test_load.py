@@ -205,11 +205,18 @@ def test_command_writes_json_and_exits_zero(tmp_path: Path):
     assert report["machine"]["nproc"] >= 1
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_ctrl_c_ends_every_process_the_harness_started(tmp_path: Path, signum: int):
     harness = subprocess.Popen(
         [sys.executable, "-m", "aether", "bench", "load", "--soak", "5", "--soak-clients", "3"],
         env=python_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        # As from a terminal: a test run started in the background by a
+        # non-interactive shell inherits SIGINT ignored, and so would the harness.
+        preexec_fn=_sigint_default,
     )
     try:
         # the service and three clients
