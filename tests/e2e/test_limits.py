@@ -4,15 +4,12 @@ session, descriptor exhaustion."""
 
 from __future__ import annotations
 
-import threading
-
 import aether_testsvc as ts
 import pytest
 from e2e_support import E2E
 
 import aether
 from aether.errors import (
-    BusyResourceError,
     ClosedResourceError,
     HandshakeError,
     LimitsExceededError,
@@ -54,26 +51,6 @@ def test_refused_reregistration_closes_the_client(testsvc):
     with pytest.raises(ClosedResourceError):
         client.echo(b"x")
     client.close()
-
-
-def test_concurrent_calls_on_one_session_are_busy_not_corrupt(testsvc):
-    errors: list[BaseException] = []
-    with connect(testsvc) as client:
-        def hammer() -> None:
-            for i in range(300):
-                try:
-                    assert client.echo(b"%d" % i) == b"%d" % i
-                except BusyResourceError:
-                    pass
-                except BaseException as exc:  # anything else is a bug
-                    errors.append(exc)
-
-        threads = [threading.Thread(target=hammer) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-    assert not errors, errors[:3]
 
 
 def test_descriptor_exhaustion_refuses_new_sessions_and_keeps_serving(runtime_dir):
