@@ -218,18 +218,23 @@ def test_ctrl_c_ends_every_process_the_harness_started(tmp_path: Path, signum: i
         # non-interactive shell inherits SIGINT ignored, and so would the harness.
         preexec_fn=_sigint_default,
     )
+    pidfds: dict[int, int] = {}
     try:
         # the service and three clients
         wait_until(lambda: len(_children_of(harness.pid)) >= 4, 60, "the soak to start",
                    watch_pid=harness.pid)
-        started = _children_of(harness.pid)
-        pidfds = {pid: osapi.pidfd_open(pid) for pid in started}
+        pidfds = {pid: osapi.pidfd_open(pid) for pid in _children_of(harness.pid)}
         harness.send_signal(signum)
         assert harness.wait(60) != 0
         for pid, fd in pidfds.items():
             assert osapi.wait_pidfd(fd, 10), f"pid {pid} outlived the harness"
-            os.close(fd)
     finally:
         if harness.poll() is None:
             harness.kill()
             harness.wait(10)
+        # A failed run must not leave the harness's service behind: end what
+        # is left of the processes seen above, through their pidfds (no pid reuse).
+        for fd in pidfds.values():
+            if not osapi.wait_pidfd(fd, 0):
+                osapi.pidfd_send_signal(fd, signal.SIGKILL)
+            os.close(fd)
