@@ -89,6 +89,7 @@ class ServiceProcess:
 
     def start(self, timeout: float = 20.0) -> ServiceProcess:
         """Start and wait for READY=1; raise with the service's stderr if it fails."""
+        self._cleanup()  # a restart: the last run's socket and directory go first
         self._notify_dir = tempfile.mkdtemp(prefix="aether-notify-")
         notify_path = os.path.join(self._notify_dir, "notify")
         self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
