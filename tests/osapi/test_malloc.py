@@ -10,8 +10,10 @@ import pytest
 
 from aether.testing import python_env
 
-# After freeing a 1 MiB mapped block, glibc's dynamic threshold is 1 MiB: a
-# 512 KiB block then comes from the heap, unless the threshold is pinned.
+# After freeing a 16 MiB mapped block, glibc's dynamic threshold is 16 MiB: an
+# 8 MiB block then comes from the heap, unless the threshold is pinned. The
+# sizes are far above what the interpreter leaves free in its heap (CI once
+# found a free chunk big enough for a 512 KiB probe), and the probe checks so.
 SCRIPT = r"""
 import ctypes, sys
 from aether import osapi
@@ -22,12 +24,19 @@ libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
 libc.malloc.argtypes = [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
-libc.free(libc.malloc(1 << 20))
+libc.free(libc.malloc(16 << 20))
 # Give the heap's free top back first: a request the top chunk can hold is
 # carved from it whatever the threshold, and how much is free there depends
 # on what the interpreter imported.
 libc.malloc_trim(0)
-size = 512 * 1024
+class Mallinfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+        "uordblks", "fordblks", "keepcost")]
+libc.mallinfo2.restype = Mallinfo2
+size = 8 << 20
+free_in_heap = libc.mallinfo2().fordblks
+assert free_in_heap < size, f"{free_in_heap} bytes free in the heap: probe too small"
 p = libc.malloc(size)
 # glibc's chunk header: the size word just before the block; bit 1 is IS_MMAPPED
 own_mapping = bool(ctypes.c_size_t.from_address(p - 8).value & 2)
