@@ -31,7 +31,12 @@ from .eventfd import (
 )
 from .fdpass import recv_fds as recv_fds, send_fds as send_fds
 from .limits import open_fd_count as open_fd_count, raise_fd_limit as raise_fd_limit
-from .malloc import pin_mmap_threshold as pin_mmap_threshold
+from .malloc import (
+    MallocStats as MallocStats,
+    malloc_stats as malloc_stats,
+    pin_mmap_threshold as pin_mmap_threshold,
+    trim_heap as trim_heap,
+)
 from .memfd import (
     F_SEAL_SEAL as F_SEAL_SEAL,
     add_seals as add_seals,

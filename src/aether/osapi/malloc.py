@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from dataclasses import dataclass
 
 from ._libc import libc
 
@@ -40,3 +41,55 @@ def pin_mmap_threshold(size: int = DEFAULT_MMAP_THRESHOLD) -> bool:
     mallopt.restype = ctypes.c_int
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(M_MMAP_THRESHOLD, size))
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+        "uordblks", "fordblks", "keepcost")]
+
+
+@dataclass(frozen=True)
+class MallocStats:
+    """The C allocator's own account of its memory, summed over its arenas
+    (``mallinfo2``): what is handed out, what it holds free, what is mapped."""
+
+    arena_bytes: int  # taken from the kernel for the arenas (brk heap and thread arenas)
+    in_use_bytes: int  # of which handed out and not freed
+    free_bytes: int  # of which free but kept (fragments, or a top not yet trimmed)
+    mapped_bytes: int  # large blocks in their own mappings
+    mapped_blocks: int
+
+
+def malloc_stats() -> MallocStats | None:
+    """The allocator's figures, or None where the C library has no
+    ``mallinfo2`` (not glibc, or glibc before 2.33)."""
+    try:
+        mallinfo2 = libc.mallinfo2
+    except AttributeError:
+        return None
+    mallinfo2.restype = _Mallinfo2
+    mallinfo2.argtypes = []
+    info = mallinfo2()
+    return MallocStats(arena_bytes=info.arena, in_use_bytes=info.uordblks,
+                       free_bytes=info.fordblks, mapped_bytes=info.hblkhd,
+                       mapped_blocks=info.hblks)
+
+
+def trim_heap() -> bool:
+    """Give the kernel back the free pages the C allocator holds, in every
+    arena and not only at their tops (``malloc_trim(0)``, glibc >= 2.8).
+
+    Freed memory in the middle of an arena stays resident otherwise: a
+    service whose threads come and go spreads its allocations over up to 8
+    arenas per core, and the free holes between live blocks add up (the
+    soak measured it; see docs/reliability.md). Returns True if memory was
+    released; False where there was none to release or no ``malloc_trim``.
+    """
+    try:
+        malloc_trim = libc.malloc_trim
+    except AttributeError:
+        return False
+    malloc_trim.restype = ctypes.c_int
+    malloc_trim.argtypes = [ctypes.c_size_t]
+    return bool(malloc_trim(0))
