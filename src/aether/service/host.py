@@ -312,11 +312,17 @@ class Service:
         poller = select.poll()
         poller.register(listener.fileno(), select.POLLIN)
         poller.register(self._stop_r, select.POLLIN)
+        interval = self.limits.heap_trim_interval
+        next_trim = time.monotonic() + interval
         while not self._stopping.is_set():
             try:
-                ready = poller.poll(1000)
+                ready = poller.poll(min(1000, max(1, int(interval * 1000))) if interval
+                                    else 1000)
             except InterruptedError:
                 continue
+            if interval and time.monotonic() >= next_trim:
+                osapi.trim_heap()
+                next_trim = time.monotonic() + interval
             if self._reload_requested.is_set() and not self._stopping.is_set():
                 self._run_reload()
             if not ready or self._stopping.is_set():

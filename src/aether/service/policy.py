@@ -79,3 +79,8 @@ class Limits:
     # Handler threads per uid, counted until they really end (a handler stuck
     # in I/O keeps its slot after its session is gone).
     max_workers_per_uid: int = 64
+    # Seconds between handing the C allocator's free pages back to the kernel
+    # (osapi.trim_heap): freed memory between live blocks of the sessions'
+    # and workers' arenas stays resident otherwise, and adds up over hours.
+    # 0 disables it.
+    heap_trim_interval: float = 30.0
