@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,50 @@ def test_rss_slope_is_fitted_within_each_service_lifetime():
     # 1 KiB/s is 3.5 MiB/h
     growing = load_soak.slope_mib_per_hour([life(1, 0, 50_000, 1), life(2, 200, 30_000, 1)], 10)
     assert growing["pooled_mib_per_hour"] == pytest.approx(3600 / 1024, rel=0.01)
+
+
+def _lifetime(pid: int, start: float, seconds: int, rss: Callable[[int], float]):
+    from aether.bench.load_procs import Vitals
+
+    lt = load_soak.Lifetime(pid, start, Vitals(start, int(rss(0)), 8, 1))
+    lt.samples = [Vitals(start + t, int(rss(t)), 8, 1, int(rss(t)) - 10_000, 1_000)
+                  for t in range(0, seconds)]
+    return lt
+
+
+def test_rss_slope_leaves_out_warmup_and_lifetimes_too_short_to_judge():
+    # warm-up: +10 MiB in the first 100 s, then flat; a short lifetime that
+    # is still warming up would, fitted, report steep growth
+    def warming(t: int) -> float:
+        return 30_000 + 10_240 * min(t, 100) / 100
+
+    long_life = _lifetime(1, 0, 900, warming)
+    short_life = _lifetime(2, 1000, 130, lambda t: 30_000 + 100 * t)
+    g = load_soak.slope_mib_per_hour([long_life, short_life], warmup=120, min_fit=300)
+    assert g["lifetimes_fitted"] == 1
+    assert [x["fitted"] for x in g["lifetimes"]] == [True, False]
+    assert g["pooled_mib_per_hour"] == pytest.approx(0, abs=1e-9)
+    assert g["anon_mib_per_hour"] == pytest.approx(0, abs=1e-9)
+    assert g["lifetimes"][1]["mib_per_hour"] > 100  # reported, not pooled
+    # alone and with no minimum, the short lifetime's warm-up would be the figure
+    assert load_soak.slope_mib_per_hour([short_life], 120)["pooled_mib_per_hour"] > 100
+    alone = load_soak.slope_mib_per_hour([short_life], 120, min_fit=300)
+    assert alone["pooled_mib_per_hour"] is None and alone["lifetimes_fitted"] == 0
+
+
+def test_last_half_slope_tells_a_plateau_from_a_steady_leak():
+    def plateau(t: int) -> float:
+        return 30_000 + 2_048 * min(t, 400) / 400
+
+    def leak(t: int) -> float:
+        return 30_000 + 2 * t
+
+    g = load_soak.slope_mib_per_hour([_lifetime(1, 0, 900, plateau),
+                                      _lifetime(2, 1000, 900, leak)], warmup=100, min_fit=300)
+    flat, steady = g["lifetimes"]
+    assert flat["mib_per_hour"] > 1 and flat["last_half_mib_per_hour"] == pytest.approx(0)
+    assert steady["last_half_mib_per_hour"] == pytest.approx(steady["mib_per_hour"])
+    assert steady["mib_per_hour"] == pytest.approx(2 * 3600 / 1024, rel=0.01)
 
 
 # -- real runs ----------------------------------------------------------------------

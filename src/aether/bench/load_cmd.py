@@ -52,13 +52,20 @@ GOAL_EXTRA_HANDSHAKE_S = 1.0
               show_default=True, help="Soak: mean seconds between client SIGKILLs.")
 @click.option("--service-kill-every", type=click.FloatRange(1), default=600.0,
               show_default=True, help="Soak: mean seconds between service SIGKILLs.")
+@click.option("--service-kills/--no-service-kills", default=True, show_default=True,
+              help="Soak: SIGKILL and restart the service at random (--no-service-kills: "
+                   "one service for the whole soak, for the steady-state RSS slope).")
 @click.option("--warmup", type=click.FloatRange(0), default=180.0, show_default=True,
               help="Soak: seconds after each service start left out of the RSS slope.")
+@click.option("--min-fit", type=click.FloatRange(0), default=240.0, show_default=True,
+              help="Soak: a service lifetime counts in the RSS slope only with at least "
+                   "this many seconds of samples after its warm-up.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write figures here.")
 def load(clients: int, calls: int, payload: int, transports: tuple[str, ...], paced: float,
          paced_calls: int, sessions: int,
          uids: int, soak_minutes: float | None, soak_clients: int, client_kill_every: float,
-         service_kill_every: float, warmup: float, json_path: str | None) -> None:
+         service_kill_every: float, service_kills: bool, warmup: float, min_fit: float,
+         json_path: str | None) -> None:
     """N client processes x M calls per transport against one real service,
     every call counted; sessions of several uids held at once; or a soak."""
     from rich.console import Console
@@ -82,11 +89,14 @@ def load(clients: int, calls: int, payload: int, transports: tuple[str, ...], pa
     if soak_minutes is not None:
         from aether.bench.load_soak import run_soak
 
+        service_every = service_kill_every if service_kills else None
         log(f"soak: {soak_minutes} min, {soak_clients} clients, a client killed every "
-            f"~{client_kill_every} s, the service every ~{service_kill_every} s")
+            f"~{client_kill_every} s, " + (f"the service every ~{service_every} s"
+                                           if service_every else "the service never"))
         row = run_soak(soak_minutes, clients=soak_clients, transports=chosen,
                        client_kill_every=client_kill_every,
-                       service_kill_every=service_kill_every, warmup=warmup, log=log)
+                       service_kill_every=service_every, warmup=warmup, min_fit=min_fit,
+                       log=log)
         report["soak"] = row
         ok = _print_soak(out, row)
     else:
@@ -251,9 +261,23 @@ def _print_soak(out: Any, r: dict[str, Any]) -> bool:
     table.add_row("READY to every client back (max)", _f(max(rec, default=None), "{:.3f} s"),
                   f"≤ {GOAL_RECOVERY_S:g} s",
                   _met(max(rec) <= GOAL_RECOVERY_S and not never) if rec else "-")
-    table.add_row("RSS growth after warm-up", _f(growth, "{:+.2f} MiB/h"),
+    g = r["rss_growth"]
+    fitted = [x for x in g["lifetimes"] if x["fitted"]]
+    table.add_row(f"RSS growth from {g['warmup_s']:g} s after each READY, pooled over "
+                  f"{len(fitted)} of {len(g['lifetimes'])} lifetimes with ≥ "
+                  f"{g['min_fit_s']:g} s after it", _f(growth, "{:+.2f} MiB/h"),
                   f"< {GOAL_GROWTH_MIB_H:g} MiB/h",
                   _met(growth < GOAL_GROWTH_MIB_H) if growth is not None else "-")
+    table.add_row("  per fitted lifetime: whole / last half",
+                  ", ".join(f"{_f(x['mib_per_hour'], '{:+.1f}')} / "
+                            f"{_f(x['last_half_mib_per_hour'], '{:+.1f}')} over "
+                            f"{x['seconds'] / 60:.1f} min" for x in fitted) or "-", "", "")
+    table.add_row("  private anonymous memory (no shared rings, no file pages)",
+                  _f(g["anon_mib_per_hour"], "{:+.2f} MiB/h"), "", "")
+    table.add_row("  Python heap / C allocator in use / kept free",
+                  f"{_f(g['heap_blocks_per_hour'], '{:+.0f}')} blocks/h / "
+                  f"{_f(g['malloc_in_use_mib_per_hour'], '{:+.2f}')} / "
+                  f"{_f(g['malloc_free_mib_per_hour'], '{:+.2f}')} MiB/h", "", "")
     table.add_row("RSS max", _f((r["rss_kib_max"] or 0) / 1024, "{:.1f} MiB"), "", "")
     table.add_row("fds / threads leaked at the end", f"{r['fds_leaked']} / {r['threads_leaked']}",
                   "0 / 0", _met(r["fds_leaked"] == 0 and r["threads_leaked"] == 0))

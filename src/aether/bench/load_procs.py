@@ -220,22 +220,27 @@ class Vitals:
     rss_kib: int
     fds: int
     threads: int
+    # Of the RSS: private anonymous memory (the heaps, stacks, arenas: where a
+    # leak shows) and shared memory (the mapping transport's session rings,
+    # which come and go with the sessions); the rest is file pages.
+    anon_kib: int = 0
+    shmem_kib: int = 0
 
 
 def vitals(pid: int) -> Vitals | None:
     """RSS, open descriptors and threads of ``pid`` (None once it is gone)."""
+    fields = {"VmRSS:": 0, "Threads:": 0, "RssAnon:": 0, "RssShmem:": 0}
     try:
-        rss = threads = 0
         with open(f"/proc/{pid}/status", encoding="ascii") as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
-                    rss = int(line.split()[1])
-                elif line.startswith("Threads:"):
-                    threads = int(line.split()[1])
+                key, _, rest = line.partition("\t")
+                if key in fields:
+                    fields[key] = int(rest.split()[0])
         fds = len(os.listdir(f"/proc/{pid}/fd"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, IndexError):
         return None
-    return Vitals(time.monotonic(), rss, fds, threads)
+    return Vitals(time.monotonic(), fields["VmRSS:"], fds, fields["Threads:"],
+                  fields["RssAnon:"], fields["RssShmem:"])
 
 
 def settle(pid: int, baseline: Vitals, timeout: float) -> Vitals | None:

@@ -56,6 +56,12 @@ class Heap(msgspec.Struct, frozen=True, kw_only=True):
 
     blocks: int  # sys.getallocatedblocks(): live pymalloc and object blocks
     threads: int
+    # The C allocator's figures (osapi.malloc_stats; 0 where it has none):
+    # memory in use there grows with a leak of C allocations, free memory
+    # it keeps grows with fragmentation.
+    malloc_in_use: int = 0
+    malloc_free: int = 0
+    malloc_mapped: int = 0
 
 
 @aether.operation(code=0x4C04, name="load.heap", result=Heap)

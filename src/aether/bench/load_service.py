@@ -18,6 +18,7 @@ import sys
 import threading
 
 import aether
+from aether import osapi
 from aether.service import Limits, OperationContext
 
 from .load_schema import Heap, LoadEcho, LoadFail, LoadHeap, LoadWork, Reply, schema
@@ -80,4 +81,8 @@ def fail(params: LoadFail, ctx: OperationContext) -> None:
 def heap(params: LoadHeap, ctx: OperationContext) -> Heap:
     # Not gc.get_objects(): the list it returns holds every live frame for a
     # moment, and with it another session's view of its result buffer.
-    return Heap(blocks=sys.getallocatedblocks(), threads=threading.active_count())
+    stats = osapi.malloc_stats()
+    return Heap(blocks=sys.getallocatedblocks(), threads=threading.active_count(),
+                malloc_in_use=stats.in_use_bytes if stats else 0,
+                malloc_free=stats.free_bytes if stats else 0,
+                malloc_mapped=stats.mapped_bytes if stats else 0)

@@ -26,6 +26,7 @@ What it reports:
 
 from __future__ import annotations
 
+import math
 import random
 import select
 import time
@@ -78,7 +79,8 @@ class Lifetime:
     ready: float  # monotonic s
     baseline: Vitals
     samples: list[Vitals] = field(default_factory=list)
-    heap: list[tuple[float, int, int]] = field(default_factory=list)  # t, blocks, threads
+    # t, blocks, threads, malloc in use, malloc free, malloc mapped
+    heap: list[tuple[float, int, int, int, int, int]] = field(default_factory=list)
     killed_at: float | None = None
 
 
@@ -109,50 +111,97 @@ def pooled_slope(series: list[list[tuple[float, float]]]) -> float | None:
     return sxy / sxx if sxx else None
 
 
-def slope_mib_per_hour(lifetimes: list[Lifetime], warmup: float) -> dict[str, Any]:
-    """RSS growth after warm-up, fitted within each lifetime and pooled; the
-    Python heap's growth (allocated blocks) fitted the same way."""
+def _slope(pts: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope (per second) of one series, None under 3 points."""
+    if len(pts) < 3:
+        return None
+    sxx, sxy = _sums(pts)
+    return sxy / sxx if sxx else None
+
+
+def _per_hour(per_s: float | None, scale: float = 1.0) -> float | None:
+    return per_s * 3600 * scale if per_s is not None else None
+
+
+KIB_TO_MIB = 1 / 1024
+
+
+def slope_mib_per_hour(lifetimes: list[Lifetime], warmup: float,
+                       min_fit: float = 0.0) -> dict[str, Any]:
+    """RSS growth after warm-up: the steady state, not the warm-up.
+
+    Within each service lifetime, the samples from ``warmup`` seconds after
+    its READY are fitted; a lifetime whose fitted samples span less than
+    ``min_fit`` seconds is listed but left out of the pooled figure (what
+    it would fit is the tail of its own warm-up). The pooled slope has one
+    intercept per lifetime and one common slope, so a restart's drop is not
+    counted as shrinking. Fitted the same way: the private anonymous memory
+    (RSS without file pages and the mapping transport's shared rings, which
+    come and go with the sessions), the Python heap (allocated blocks) and
+    the C allocator's bytes in use and kept free; and, per lifetime, the
+    RSS slope over the last half of its fitted window alone, which tells a
+    plateau (near 0) from a steady leak (as steep as the whole)."""
     per: list[dict[str, Any]] = []
-    rss_series = []
-    heap_series = []
+    series: dict[str, list[list[tuple[float, float]]]] = {
+        k: [] for k in ("rss", "anon", "blocks", "malloc_in_use", "malloc_free")}
     for life in lifetimes:
-        pts = [(s.t - life.ready, float(s.rss_kib)) for s in life.samples
-               if s.t - life.ready >= warmup]
-        heap_series.append([(t - life.ready, float(b)) for t, b, _ in life.heap
-                            if t - life.ready >= warmup])
-        if len(pts) < 3:
+        after = [s for s in life.samples if s.t - life.ready >= warmup]
+        heap = [h for h in life.heap if h[0] - life.ready >= warmup]
+        pts = [(s.t - life.ready, float(s.rss_kib)) for s in after]
+        span = pts[-1][0] - pts[0][0] if len(pts) >= 2 else 0.0
+        fitted = len(pts) >= 3 and span >= min_fit
+        late = [p for p in pts if p[0] >= (pts[0][0] + pts[-1][0]) / 2] if pts else []
+        per.append({
+            "pid": life.pid, "fitted": fitted, "samples": len(pts), "seconds": span,
+            "lifetime_s": ((life.killed_at or (life.samples[-1].t if life.samples
+                                               else life.ready)) - life.ready),
+            "mib_per_hour": _per_hour(_slope(pts), KIB_TO_MIB),
+            "last_half_mib_per_hour": _per_hour(_slope(late), KIB_TO_MIB),
+            "anon_mib_per_hour": _per_hour(_slope(
+                [(s.t - life.ready, float(s.anon_kib)) for s in after]), KIB_TO_MIB),
+            "rss_kib_first": pts[0][1] if pts else None,
+            "rss_kib_last": pts[-1][1] if pts else None,
+            "rss_kib_max": max((r for _, r in pts), default=None),
+            # every sample: seconds since READY, RSS KiB, fds, threads, anon KiB, shmem KiB
+            "samples_t_rss_fds_threads_anon_shmem": [
+                (round(s.t - life.ready, 3), s.rss_kib, s.fds, s.threads, s.anon_kib,
+                 s.shmem_kib) for s in life.samples],
+            # the Python heap and the C allocator beside the RSS
+            "heap_t_blocks_threads_malloc_in_use_free_mapped": [
+                (round(h[0] - life.ready, 3), *h[1:]) for h in life.heap]})
+        if not fitted:
             continue
-        rss_series.append(pts)
-        lxx, lxy = _sums(pts)
-        per.append({"pid": life.pid, "samples": len(pts),
-                    "seconds": pts[-1][0] - pts[0][0],
-                    "mib_per_hour": (lxy / lxx) * 3600 / 1024 if lxx else None,
-                    "rss_kib_first": pts[0][1], "rss_kib_last": pts[-1][1],
-                    "rss_kib_max": max(r for _, r in pts),
-                    # every sample of the lifetime: seconds since READY, RSS KiB, fds, threads
-                    "samples_t_rss_fds_threads": [
-                        (round(s.t - life.ready, 3), s.rss_kib, s.fds, s.threads)
-                        for s in life.samples],
-                    # the Python heap (aether's own objects) beside the RSS
-                    "heap_t_blocks_threads": [
-                        (round(t - life.ready, 3), b, g) for t, b, g in life.heap]})
-    rss = pooled_slope(rss_series)
-    blocks = pooled_slope(heap_series)
-    return {"pooled_mib_per_hour": rss * 3600 / 1024 if rss is not None else None,
-            "heap_blocks_per_hour": blocks * 3600 if blocks is not None else None,
-            "samples": sum(len(p) for p in rss_series), "lifetimes": per}
+        series["rss"].append(pts)
+        series["anon"].append([(s.t - life.ready, float(s.anon_kib)) for s in after])
+        series["blocks"].append([(h[0] - life.ready, float(h[1])) for h in heap])
+        series["malloc_in_use"].append([(h[0] - life.ready, float(h[3])) for h in heap])
+        series["malloc_free"].append([(h[0] - life.ready, float(h[4])) for h in heap])
+    pooled = {k: pooled_slope(v) for k, v in series.items()}
+    return {
+        "warmup_s": warmup, "min_fit_s": min_fit,
+        "lifetimes_fitted": len(series["rss"]),
+        "pooled_mib_per_hour": _per_hour(pooled["rss"], KIB_TO_MIB),
+        "anon_mib_per_hour": _per_hour(pooled["anon"], KIB_TO_MIB),
+        "heap_blocks_per_hour": _per_hour(pooled["blocks"]),
+        "malloc_in_use_mib_per_hour": _per_hour(pooled["malloc_in_use"], 1 / 2**20),
+        "malloc_free_mib_per_hour": _per_hour(pooled["malloc_free"], 1 / 2**20),
+        "samples": sum(len(p) for p in series["rss"]), "lifetimes": per}
 
 
 def run_soak(minutes: float, *, clients: int = 16, transports: tuple[str, ...] = (
         "memory", "socket", "mapping"), client_kill_every: float = 10.0,
-        service_kill_every: float = 300.0, warmup: float = 60.0, sample_every: float = 1.0,
-        seed: int = 7, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+        service_kill_every: float | None = 300.0, warmup: float = 60.0,
+        min_fit: float = 0.0, sample_every: float = 1.0, seed: int = 7,
+        log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Soak for ``minutes``; kills come at uniformly random intervals of 0.5x
-    to 1.5x their mean (seconds)."""
+    to 1.5x their mean (seconds); ``service_kill_every=None``: one service
+    for the whole soak (clients are still killed). ``warmup`` and
+    ``min_fit``: see :func:`slope_mib_per_hour`."""
     rng = random.Random(seed)
     row: dict[str, Any] = {"minutes": minutes, "clients": clients,
                            "client_kill_every_s": client_kill_every,
-                           "service_kill_every_s": service_kill_every, "warmup_s": warmup}
+                           "service_kill_every_s": service_kill_every, "warmup_s": warmup,
+                           "min_fit_s": min_fit}
     with ServiceRun() as run, ChildSet() as kids:
         run.start()
         life = Lifetime(run.pid, time.monotonic(), _baseline(run.pid))
@@ -184,7 +233,9 @@ def run_soak(minutes: float, *, clients: int = 16, transports: tuple[str, ...] =
             alive[cid] = kids.fork(soak_body(str(run.socket), transport_of[cid], cid,
                                              run.records, seed * 100_003 + cid))
 
-        def every(mean: float) -> float:
+        def every(mean: float | None) -> float:
+            if mean is None:
+                return math.inf
             return time.monotonic() + rng.uniform(0.5, 1.5) * mean
 
         for _ in range(clients):
@@ -205,7 +256,9 @@ def run_soak(minutes: float, *, clients: int = 16, transports: tuple[str, ...] =
                     if len(life.samples) % HEAP_EVERY == 1:
                         heap = _heap(run.socket)
                         if heap is not None:
-                            life.heap.append((time.monotonic(), heap.blocks, heap.threads))
+                            life.heap.append((time.monotonic(), heap.blocks, heap.threads,
+                                              heap.malloc_in_use, heap.malloc_free,
+                                              heap.malloc_mapped))
                 if now >= next_client_kill and alive:
                     cid = rng.choice(sorted(alive))
                     alive.pop(cid).kill()
@@ -271,7 +324,7 @@ def run_soak(minutes: float, *, clients: int = 16, transports: tuple[str, ...] =
         accounting=asdict(acc), clean=acc.clean and not crashed,
         clients_started=next_cid - 1, clients_killed=len(killed),
         restarts=len(restarts), recovery=recovery,
-        rss_growth=slope_mib_per_hour(lifetimes, warmup),
+        rss_growth=slope_mib_per_hour(lifetimes, warmup, min_fit),
         service_baseline=_vitals_dict(idle), service_quiet=_vitals_dict(quiet),
         fds_leaked=(quiet.fds - idle.fds) if quiet else None,
         threads_leaked=(quiet.threads - idle.threads) if quiet else None,
