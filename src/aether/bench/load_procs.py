@@ -103,6 +103,8 @@ class ForkedChild:
         self.returncode: int | None = None
 
     def send(self, **message: Any) -> None:
+        if self._to < 0:
+            return  # reaped (killed on Ctrl-C, say): nothing to tell it
         try:
             os.write(self._to, json.dumps(message).encode() + b"\n")
         except BrokenPipeError:
