@@ -77,3 +77,17 @@ def test_malloc_stats_count_a_block_in_use_and_a_mapped_one():
     assert during.in_use_bytes - before.in_use_bytes >= 64 * 1024
     assert during.mapped_bytes - before.mapped_bytes >= 64 * 1024 * 1024
     assert during.mapped_blocks == before.mapped_blocks + 1
+
+
+def test_limit_arenas_leaves_an_operators_setting_alone():
+    code = "from aether import osapi; print(osapi.limit_arenas())"
+    for extra, expected in (({}, "True"), ({"MALLOC_ARENA_MAX": "4"}, "False"),
+                            ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"}, "False")):
+        env = python_env(extra)
+        if not extra:
+            env.pop("MALLOC_ARENA_MAX", None)
+            env.pop("GLIBC_TUNABLES", None)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == expected, extra

@@ -1,5 +1,5 @@
 """A service whose one operation leaves ~24 MiB of free holes in its thread's
-C-allocator arena (tests/service/test_heap_trim.py)."""
+C-allocator arena (tests/service/test_allocator.py)."""
 
 from __future__ import annotations
 

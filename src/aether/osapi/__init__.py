@@ -33,6 +33,7 @@ from .fdpass import recv_fds as recv_fds, send_fds as send_fds
 from .limits import open_fd_count as open_fd_count, raise_fd_limit as raise_fd_limit
 from .malloc import (
     MallocStats as MallocStats,
+    limit_arenas as limit_arenas,
     malloc_stats as malloc_stats,
     pin_mmap_threshold as pin_mmap_threshold,
     trim_heap as trim_heap,

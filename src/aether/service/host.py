@@ -257,6 +257,7 @@ class Service:
         mode = self.limits.socket_mode
         self.fd_limit = osapi.raise_fd_limit()
         osapi.pin_mmap_threshold()  # RSS that follows use (osapi/malloc.py)
+        osapi.limit_arenas()  # one arena: free memory any thread can reuse
         if not self.pidfd_supported:
             log.warning("this kernel has no SO_PEERPIDFD (Linux >= 6.5): the memory transport "
                         "is refused; clients use the socket transport")
