@@ -1,4 +1,4 @@
-"""A service whose one operation leaves ~24 MiB of free holes in its thread's
+"""A service whose one operation leaves ~24 MiB of free holes in its
 C-allocator arena (tests/service/test_allocator.py)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import sys
 import aether
 from aether.service import Limits, OperationContext
 
-BLOCK = 64 * 1024  # below the mmap threshold: carved from the thread's arena
-BLOCKS = 400
+BLOCK = 16 * 1024  # below the mmap threshold (32 KiB): carved from the heap
+BLOCKS = 1600
 KEEP_EVERY = 50  # the kept blocks pin the holes between them; the last is kept
 
 _libc = ctypes.CDLL(None)

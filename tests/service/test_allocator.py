@@ -55,7 +55,7 @@ def test_holes_in_a_thread_arena_go_back_to_the_kernel(start, monkeypatch):
     svc = start("alloc_svc:service")
     before, freed = _fragment(svc)
     assert freed > 20 * MIB * 1024
-    # 8 blocks of 64 KiB stay in use; the ~24 MiB between them go back
+    # 32 blocks of 16 KiB stay in use; the ~24 MiB between them go back
     wait_until(lambda: _anon_kib(svc.pid) < before + 8 * MIB, 10,
                "the service to trim its heap", watch_pid=svc.pid)
 
@@ -90,7 +90,7 @@ def _thread_arenas(pid: int) -> int:
 def test_worker_threads_allocate_from_the_one_arena(start, monkeypatch):
     monkeypatch.syspath_prepend(str(HERE))
     svc = start("alloc_svc:service")
-    _fragment(svc)  # a worker thread's 400 mallocs
+    _fragment(svc)  # a worker thread's 1,600 mallocs
     _fragment(svc)
     assert _thread_arenas(svc.pid) == 0
 
