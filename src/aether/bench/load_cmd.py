@@ -272,8 +272,10 @@ def _print_soak(out: Any, r: dict[str, Any]) -> bool:
                   ", ".join(f"{_f(x['mib_per_hour'], '{:+.1f}')} / "
                             f"{_f(x['last_half_mib_per_hour'], '{:+.1f}')} over "
                             f"{x['seconds'] / 60:.1f} min" for x in fitted) or "-", "", "")
+    anon = g["anon_mib_per_hour"]
     table.add_row("  private anonymous memory (no shared rings, no file pages)",
-                  _f(g["anon_mib_per_hour"], "{:+.2f} MiB/h"), "", "")
+                  _f(anon, "{:+.2f} MiB/h"), f"< {GOAL_GROWTH_MIB_H:g} MiB/h",
+                  _met(anon < GOAL_GROWTH_MIB_H) if anon is not None else "-")
     table.add_row("  Python heap / C allocator in use / kept free",
                   f"{_f(g['heap_blocks_per_hour'], '{:+.0f}')} blocks/h / "
                   f"{_f(g['malloc_in_use_mib_per_hour'], '{:+.2f}')} / "
