@@ -17,6 +17,7 @@ from aether import osapi
 from aether.errors import AetherTimeoutError, PeerGoneError
 from aether.transport.channel import Channel
 from aether.transport.mapping import MappingClientSide, spin_until
+from aether.transport.spinning import AdaptiveSpin
 from aether.wire import FrameKind, rings
 
 _EXECUTE = int(FrameKind.EXECUTE)
@@ -50,6 +51,7 @@ class MappedCalls:
         # The request ring has one producer: EXECUTE comes from the caller's
         # thread, CANCEL from any thread.
         self._wlock = threading.Lock()
+        self.spinning = AdaptiveSpin()
 
     @property
     def param_capacity(self) -> int:
@@ -129,10 +131,14 @@ class MappedCalls:
         frame = reader.poll()
         if frame is not None:
             return frame
-        if spin and spin_until(reader.pending, spin):
-            frame = reader.poll()
-            if frame is not None:
-                return frame
+        if spin and self.spinning.allowed():
+            if spin_until(reader.pending, spin):
+                self.spinning.hit()
+                frame = reader.poll()
+                if frame is not None:
+                    return frame
+            else:
+                self.spinning.miss()
         watch = (self._sock_fd,)
         while True:
             remaining = None

@@ -18,9 +18,9 @@ import time
 from aether import osapi
 from aether.errors import AetherTimeoutError, ClosedResourceError, OSAPIError, PeerGoneError
 
+from .spinning import AdaptiveSpin
+
 RECV_CHUNK = 64 * 1024
-SPIN_MISSES_BEFORE_PAUSE = 4
-SPIN_PAUSE_CALLS = 256
 
 
 class Channel:
@@ -47,8 +47,7 @@ class Channel:
         self._send_lock = threading.Lock()
         self._closed = False
         self._pollers: dict[tuple[int, ...], select.poll] = {}
-        self._spin_misses = 0
-        self._spin_pause = 0
+        self._spinning = AdaptiveSpin()
         sock.setblocking(True)
 
     def fileno(self) -> int:
@@ -191,12 +190,9 @@ class Channel:
         A reply that arrives while we spin costs no wake-up; on this class of
         VM a cross-CPU wake-up costs tens of microseconds, more than the whole
         round trip's own work. Each turn yields the CPU, so a peer that shares
-        our CPU still runs. Spinning is adaptive: after a few spins in a row
-        that found nothing, it pauses for a while (the peer is slow or the
-        machine is busy, and spinning would only burn a core).
+        our CPU still runs. Spinning is adaptive (:mod:`.spinning`).
         """
-        if self._spin_pause > 0:
-            self._spin_pause -= 1
+        if not self._spinning.allowed():
             return None
         end = time.perf_counter() + spin
         recv = self.sock.recvmsg
@@ -207,10 +203,7 @@ class Channel:
                 data, _anc, flags, _addr = recv(size, 0, flag)
             except BlockingIOError:
                 if time.perf_counter() >= end:
-                    self._spin_misses += 1
-                    if self._spin_misses >= SPIN_MISSES_BEFORE_PAUSE:
-                        self._spin_misses = 0
-                        self._spin_pause = SPIN_PAUSE_CALLS
+                    self._spinning.miss()
                     return None
                 yield_cpu()
                 continue
@@ -220,7 +213,7 @@ class Channel:
                 if exc.errno == errno.EBADF:
                     raise ClosedResourceError("channel is closed") from None
                 raise PeerGoneError(f"recv failed: {exc.strerror}") from None
-            self._spin_misses = 0
+            self._spinning.hit()
             if flags & socket.MSG_TRUNC:
                 return data + b"\0"
             return data
