@@ -48,6 +48,7 @@ class Channel:
         self._closed = False
         self._pollers: dict[tuple[int, ...], select.poll] = {}
         self._spinning = AdaptiveSpin()
+        self._sent_at = 0.0  # perf_counter() of the last send (spinning measures from it)
         sock.setblocking(True)
 
     def fileno(self) -> int:
@@ -92,6 +93,7 @@ class Channel:
             if exc.errno == errno.EBADF:
                 raise ClosedResourceError("channel is closed") from None
             raise PeerGoneError(f"send failed: {exc.strerror}") from None
+        self._sent_at = time.perf_counter()
         return True
 
     def max_send(self) -> int:
@@ -159,9 +161,15 @@ class Channel:
             raise ClosedResourceError("channel is closed")
         want = size or self.max_datagram
         if spin > 0.0:
-            data = self._spin(want, spin)
-            if data is not None:
-                return data
+            data = self._spin(want, spin) if self._spinning.worth(spin) else None
+            if data is None:
+                data = self._wait(want, timeout, extra_fds)
+            self._spinning.waited(time.perf_counter() - self._sent_at, spin)
+            return data
+        return self._wait(want, timeout, extra_fds)
+
+    def _wait(self, want: int, timeout: float | None,
+              extra_fds: tuple[int, ...]) -> bytes | None:
         if timeout is None and not extra_fds:
             return self._recv_now(want)
         poller = self._pollers.get(extra_fds)
@@ -190,10 +198,8 @@ class Channel:
         A reply that arrives while we spin costs no wake-up; on this class of
         VM a cross-CPU wake-up costs tens of microseconds, more than the whole
         round trip's own work. Each turn yields the CPU, so a peer that shares
-        our CPU still runs. Spinning is adaptive (:mod:`.spinning`).
+        our CPU still runs. Whether to spin at all is :mod:`.spinning`'s call.
         """
-        if not self._spinning.allowed():
-            return None
         end = time.perf_counter() + spin
         recv = self.sock.recvmsg
         flag = socket.MSG_DONTWAIT
@@ -203,7 +209,6 @@ class Channel:
                 data, _anc, flags, _addr = recv(size, 0, flag)
             except BlockingIOError:
                 if time.perf_counter() >= end:
-                    self._spinning.miss()
                     return None
                 yield_cpu()
                 continue
@@ -213,7 +218,6 @@ class Channel:
                 if exc.errno == errno.EBADF:
                     raise ClosedResourceError("channel is closed") from None
                 raise PeerGoneError(f"recv failed: {exc.strerror}") from None
-            self._spinning.hit()
             if flags & socket.MSG_TRUNC:
                 return data + b"\0"
             return data
