@@ -562,7 +562,8 @@ class AetherVariant(Mechanism):
 
 
 AETHER_VARIANTS: list[AetherVariant] = [
-    AetherVariant("aether.memory", transport="memory", bulk=True, concurrency=True, rss=True,
+    AetherVariant("aether.memory", transport="memory", bulk=True, loan=True,
+                  concurrency=True, rss=True,
                   note="the seed's transport; client and lone session poll up to 300 µs"),
     AetherVariant("aether.mapping.spin", transport="mapping", busy=True, bulk=True, loan=True,
                   concurrency=True, rss=True, note="default spin on both ends"),
