@@ -1,10 +1,11 @@
 """Walking the policy's trees and examining every entry, in parallel.
 
 The walk is a lazy depth-first ``os.scandir`` over bytes paths (no name
-decoding, no list of the whole tree in memory); entries go in batches to a
-thread pool whose workers ``lstat``/``fstat``, read and hash. hashlib and the
-file reads release the GIL, so large files hash on all cores; small files
-cost mostly system calls, which release it too.
+decoding, no list of the whole tree in memory). The walking thread examines
+each entry itself (a small file costs five system calls and a few microseconds
+of Python, less than handing it to another thread); files of more than
+``LARGE`` bytes go to a thread pool, where reads and hashlib release the GIL,
+so large files hash on all cores while the walk goes on.
 
 A regular file is opened with ``O_NOFOLLOW`` and its attributes come from
 ``fstat`` on the open descriptor before and after reading: if they differ
