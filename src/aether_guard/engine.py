@@ -27,6 +27,7 @@ Progress = Callable[[int, int, str], None]
 _changes_encoder = msgspec.msgpack.Encoder()
 _changes_decoder = msgspec.msgpack.Decoder(list[AttributeChange])
 FIRST = 50
+BATCH = 500  # entries per insert, cancel check and progress report
 
 
 @dataclass
@@ -83,26 +84,31 @@ def take_baseline(store: Store, policy: GuardPolicy, caller_uid: int, progress: 
     scanner = Scanner(policy, cancelled)
     problems: list[Change] = []
 
-    def entries() -> Iterator[Entry]:
+    def batches() -> Iterator[list[Entry]]:
         done = 0
+        batch: list[Entry] = []
         for entry, _rule in _scan(scanner, check_cancelled):
-            check_cancelled()
-            done += 1
-            problem = entry.problem
-            if problem is None and entry.type in SPECIAL:
-                problem = f"special file ({entry.type}): attributes only, content not read"
-            if problem is not None and len(problems) < 100:
-                problems.append(Change(path=wire_path(entry.path), kind="problem",
-                                       type=entry.type,  # type: ignore[arg-type]
-                                       problem=problem))
-            if done % 16 == 0:
+            batch.append(entry)
+            if entry.problem is not None or entry.type in SPECIAL:
+                problem = entry.problem or (f"special file ({entry.type}): attributes only, "
+                                            "content not read")
+                if len(problems) < 100:
+                    problems.append(Change(path=wire_path(entry.path), kind="problem",
+                                           type=entry.type,  # type: ignore[arg-type]
+                                           problem=problem))
+            if len(batch) >= BATCH:
+                check_cancelled()
+                done += len(batch)
                 progress(done, scanner.discovered, _progress_text(done, scanner))
-            yield entry
+                yield batch
+                batch = []
         check_cancelled()
+        done += len(batch)
+        yield batch
         progress(done, max(done, scanner.discovered), _progress_text(done, scanner))
 
     with store.session() as conn:
-        info = store.write_baseline(conn, entries(), caller_uid)
+        info = store.write_baseline(conn, batches(), caller_uid)
     return info, problems
 
 
@@ -145,16 +151,19 @@ def run_check(store: Store, policy: GuardPolicy, *, trigger: str, caller_uid: in
                 seen.clear()
                 found.clear()
 
+            lookup = f"SELECT {ENTRY_COLUMNS} FROM entries WHERE baseline_id=? AND path=?"
             for entry, rule in _scan(scanner, check_cancelled):
                 check_cancelled()
                 counts.checked += 1
                 seen.append((entry.path,))
-                old = store.lookup(conn, bid, entry.path)
-                if old is None:
+                row = conn.execute(lookup, (bid, entry.path)).fetchone()
+                if row is None:
                     counts.added += 1
                     record(entry.path, "added", entry.type, [], entry.problem, entry)
+                elif entry.problem is None and row == entry:
+                    pass  # unchanged in every attribute (the common case): nothing to diff
                 else:
-                    changes = diff(old, entry, rule.attributes)
+                    changes = diff(Entry(*row), entry, rule.attributes)
                     if entry.problem is not None:
                         counts.problems += 1
                         record(entry.path, "problem", entry.type, changes, entry.problem, entry)

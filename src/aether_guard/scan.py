@@ -1,10 +1,11 @@
 """Walking the policy's trees and examining every entry, in parallel.
 
 The walk is a lazy depth-first ``os.scandir`` over bytes paths (no name
-decoding, no list of the whole tree in memory); entries go in batches to a
-thread pool whose workers ``lstat``/``fstat``, read and hash. hashlib and the
-file reads release the GIL, so large files hash on all cores; small files
-cost mostly system calls, which release it too.
+decoding, no list of the whole tree in memory). The walking thread examines
+each entry itself (a small file costs five system calls and a few microseconds
+of Python, less than handing it to another thread); files of more than
+``LARGE`` bytes go to a thread pool, where reads and hashlib release the GIL,
+so large files hash on all cores while the walk goes on.
 
 A regular file is opened with ``O_NOFOLLOW`` and its attributes come from
 ``fstat`` on the open descriptor before and after reading: if they differ
@@ -23,14 +24,17 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .policy import GuardPolicy, PathRule
 
 CHUNK = 1 << 20
-BATCH = 128
+LARGE = 1 << 20  # files above this are hashed on the pool
 RETRIES = 3
+SMALL = 1 << 16  # files up to this size are read with one call, not streamed
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_NOATIME_FLAGS = _OPEN_FLAGS | getattr(os, "O_NOATIME", 0)
+_SHA256 = ("sha256",)
 _local = threading.local()
 
 
@@ -79,22 +83,36 @@ def _entry(path: bytes, st: os.stat_result, *, target: bytes | None = None,
                  st.st_mtime_ns, st.st_ctime_ns, st.st_ino, target, sha, b2, problem)
 
 
-def _same(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_size, a.st_mtime_ns, a.st_ctime_ns, a.st_ino) == \
-        (b.st_size, b.st_mtime_ns, b.st_ctime_ns, b.st_ino)
-
-
 class Stopped(Exception):
     """The scan was cancelled while a file was being read."""
+
+
+class Large(Exception):
+    """A regular file too large to read inline: hash it on the pool."""
 
 
 def _never() -> bool:
     return False
 
 
+def _new_hashes(hashes: tuple[str, ...]) -> list[Any]:
+    return [hashlib.sha256() if h == "sha256" else hashlib.blake2b() for h in hashes]
+
+
+def _digests(hs: list[Any], hashes: tuple[str, ...]) -> tuple[str | None, str | None]:
+    sha = b2 = None
+    for name, h in zip(hashes, hs, strict=True):
+        if name == "sha256":
+            sha = h.hexdigest()
+        else:
+            b2 = h.hexdigest()
+    return sha, b2
+
+
 def _hash_fd(fd: int, hashes: tuple[str, ...], stop: Callable[[], bool] = _never
              ) -> tuple[str | None, str | None, int]:
-    hs = [hashlib.sha256() if h == "sha256" else hashlib.blake2b() for h in hashes]
+    """Stream ``fd`` from its current offset to end of file through the digests."""
+    hs = _new_hashes(hashes)
     buf = _buffer()
     view = memoryview(buf)
     total = 0
@@ -108,8 +126,26 @@ def _hash_fd(fd: int, hashes: tuple[str, ...], stop: Callable[[], bool] = _never
         chunk = view[:n]
         for h in hs:
             h.update(chunk)
-    digests = dict(zip(hashes, (h.hexdigest() for h in hs), strict=True))
-    return digests.get("sha256"), digests.get("blake2b"), total
+    sha, b2 = _digests(hs, hashes)
+    return sha, b2, total
+
+
+def _hash_small(fd: int, size: int, hashes: tuple[str, ...]
+                ) -> tuple[str | None, str | None] | None:
+    """Digests of a file of ``size`` (at most SMALL) bytes read with one call,
+    or None if that call did not return exactly ``size`` bytes (the file grew
+    or shrank, or a short read): the caller then streams it from the start.
+    Asking for one byte more than ``size`` tells end of file without a second
+    read; a file that grows after this read is caught by the ``fstat`` after."""
+    data = os.read(fd, size + 1)
+    if len(data) != size:
+        return None
+    if hashes == _SHA256:
+        return hashlib.sha256(data).hexdigest(), None
+    hs = _new_hashes(hashes)
+    for h in hs:
+        h.update(data)
+    return _digests(hs, hashes)
 
 
 def _reason(exc: OSError) -> str:
@@ -123,11 +159,12 @@ def _reason(exc: OSError) -> str:
 
 
 def examine(path: bytes, hashes: tuple[str, ...], regular_hint: bool = False,
-            stop: Callable[[], bool] = _never) -> Entry:
+            stop: Callable[[], bool] = _never, inline_limit: int | None = None) -> Entry:
     """Attributes (and digests) of one entry; problems are recorded, never
-    raised (only :class:`Stopped`, once ``stop()`` is true)."""
+    raised (only :class:`Stopped`, once ``stop()`` is true, and :class:`Large`
+    for a regular file of more than ``inline_limit`` bytes, left unread)."""
     if regular_hint and hashes:
-        entry = _examine_regular(path, hashes, stop)
+        entry = _examine_regular(path, hashes, stop, inline_limit)
         if entry is not None:
             return entry
     try:
@@ -139,7 +176,7 @@ def examine(path: bytes, hashes: tuple[str, ...], regular_hint: bool = False,
     if stat.S_ISREG(mode):
         if not hashes:
             return _entry(path, st)
-        entry = _examine_regular(path, hashes, stop)
+        entry = _examine_regular(path, hashes, stop, inline_limit)
         return entry if entry is not None else _entry(path, st, problem="changed type during "
                                                        "the scan")
     if stat.S_ISLNK(mode):
@@ -158,18 +195,23 @@ def examine(path: bytes, hashes: tuple[str, ...], regular_hint: bool = False,
     return _entry(path, st)  # special file: attributes only, content is not read
 
 
-def _examine_regular(path: bytes, hashes: tuple[str, ...],
-                     stop: Callable[[], bool] = _never) -> Entry | None:
+def _open(path: bytes) -> int:
+    try:
+        return os.open(path, _NOATIME_FLAGS)
+    except PermissionError:
+        if _NOATIME_FLAGS == _OPEN_FLAGS:
+            raise
+    # O_NOATIME needs ownership or CAP_FOWNER: without it, for this file only.
+    return os.open(path, _OPEN_FLAGS)
+
+
+def _examine_regular(path: bytes, hashes: tuple[str, ...], stop: Callable[[], bool] = _never,
+                     inline_limit: int | None = None) -> Entry | None:
     """None if ``path`` is not a regular file (any more)."""
     last: os.stat_result | None = None
     for _attempt in range(RETRIES):
         try:
-            fd = os.open(path, _OPEN_FLAGS | getattr(os, "O_NOATIME", 0))
-        except PermissionError:
-            try:
-                fd = os.open(path, _OPEN_FLAGS)  # O_NOATIME needs ownership or root
-            except OSError as exc:
-                return _unreadable(path, exc)
+            fd = _open(path)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 return None  # a symlink now: lstat decides
@@ -178,8 +220,17 @@ def _examine_regular(path: bytes, hashes: tuple[str, ...],
             before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode):
                 return None
+            size = before.st_size
+            if inline_limit is not None and size > inline_limit:
+                raise Large()
             try:
-                sha, b2, size = _hash_fd(fd, hashes, stop)
+                digests = _hash_small(fd, size, hashes) if size <= SMALL else None
+                if digests is None:
+                    if size <= SMALL:
+                        os.lseek(fd, 0, os.SEEK_SET)
+                    sha, b2, size = _hash_fd(fd, hashes, stop)
+                else:
+                    sha, b2 = digests
             except OSError as exc:
                 return _entry(path, before, problem=_reason(exc))
             after = os.fstat(fd)
@@ -187,8 +238,10 @@ def _examine_regular(path: bytes, hashes: tuple[str, ...],
             os.close(fd)
         # Timestamps are as coarse as the kernel's tick: a truncate-and-rewrite
         # within one tick keeps them, but not the length that was read.
-        if _same(before, after) and size == after.st_size:
-            return _entry(path, after, sha=sha, b2=b2)
+        if (size == after.st_size == before.st_size and after.st_mtime_ns == before.st_mtime_ns
+                and after.st_ctime_ns == before.st_ctime_ns and after.st_ino == before.st_ino):
+            return Entry(path, "file", size, after.st_mode, after.st_uid, after.st_gid,
+                         after.st_mtime_ns, after.st_ctime_ns, after.st_ino, None, sha, b2, None)
         last = after
     assert last is not None
     return _entry(path, last, problem="changed during the scan")
@@ -255,7 +308,17 @@ def walk(policy: GuardPolicy, stop: Callable[[], bool]) -> Iterator[tuple[bytes,
 
 
 class Scanner:
-    """Examines the entries ``walk`` yields on a pool; yields results in walk order."""
+    """Examines the entries ``walk`` yields.
+
+    Small files cost mostly Python and system calls, not hashing: handing each
+    to a worker thread costs more than it saves (measured: the walker and the
+    workers then fight over the GIL and the walker's own system calls wait
+    milliseconds for it), so the walking thread examines entries itself and
+    only files of more than ``LARGE`` bytes go to the pool, where reading and
+    hashing run without the GIL, in parallel with the walk. Entries come out
+    in walk order except large files, which come out when hashed (at most
+    ``2 * hash_workers`` in flight).
+    """
 
     def __init__(self, policy: GuardPolicy, stop: Callable[[], bool]) -> None:
         self.policy = policy
@@ -263,46 +326,40 @@ class Scanner:
         self.discovered = 0
         self.bytes = 0
 
-    def _examine_batch(self, batch: list[tuple[bytes, tuple[str, ...], bool]]) -> list[Entry]:
-        stop = self.stop
-        if stop():
-            raise Stopped()
-        return [examine(p, h, r, stop) for p, h, r in batch]
-
     def __iter__(self) -> Iterator[tuple[Entry, PathRule]]:
+        stop = self.stop
         workers = self.policy.hash_workers
-        window: deque[tuple[Future[list[Entry]], list[PathRule]]] = deque()
-        limit = workers * 4
+        limit = 2 * workers
+        pending: deque[tuple[Future[Entry], PathRule]] = deque()
+        hash_cache: dict[int, tuple[str, ...]] = {}
         with ThreadPoolExecutor(workers, thread_name_prefix="guard-hash") as pool:
-            batch: list[tuple[bytes, tuple[str, ...], bool]] = []
-            rules: list[PathRule] = []
-            hash_cache: dict[int, tuple[str, ...]] = {}
             try:
-                for path, rule, regular in walk(self.policy, self.stop):
+                for path, rule, regular in walk(self.policy, stop):
                     self.discovered += 1
                     hashes = hash_cache.get(id(rule))
                     if hashes is None:
                         hashes = hash_cache[id(rule)] = hashes_for(rule)
-                    batch.append((path, hashes, regular))
-                    rules.append(rule)
-                    if len(batch) >= BATCH:
-                        window.append((pool.submit(self._examine_batch, batch), rules))
-                        batch, rules = [], []
-                        while len(window) >= limit:
-                            yield from self._drain(window.popleft())
-                if batch and not self.stop():
-                    window.append((pool.submit(self._examine_batch, batch), rules))
-                while window:
-                    yield from self._drain(window.popleft())
+                    try:
+                        entry = examine(path, hashes, regular, stop, LARGE)
+                    except Large:
+                        pending.append((pool.submit(examine, path, hashes, True, stop), rule))
+                        while len(pending) > limit:
+                            yield self._finish(*pending.popleft())
+                    else:
+                        if entry.sha256 is not None or entry.blake2b is not None:
+                            self.bytes += entry.size or 0
+                        yield entry, rule
+                    while pending and pending[0][0].done():
+                        yield self._finish(*pending.popleft())
+                while pending:
+                    yield self._finish(*pending.popleft())
             finally:
-                for future, _ in window:
+                for future, _ in pending:
                     future.cancel()
                 pool.shutdown(wait=True, cancel_futures=True)
 
-    def _drain(self, item: tuple[Future[list[Entry]], list[PathRule]]
-               ) -> Iterator[tuple[Entry, PathRule]]:
-        future, rules = item
-        for entry, rule in zip(future.result(), rules, strict=True):
-            if entry.sha256 is not None or entry.blake2b is not None:
-                self.bytes += entry.size or 0
-            yield entry, rule
+    def _finish(self, future: Future[Entry], rule: PathRule) -> tuple[Entry, PathRule]:
+        entry = future.result()
+        if entry.sha256 is not None or entry.blake2b is not None:
+            self.bytes += entry.size or 0
+        return entry, rule

@@ -39,6 +39,8 @@ LIMITS = aether.Limits(
     max_sessions_per_uid=4, max_half_open=16, max_half_open_per_uid=8,
     handshake_timeout=2.0, send_timeout=0.5, max_workers_per_uid=2,
     progress_interval=0.0, shutdown_grace=0.5,
+    # two mapping sessions with the client's default rings (2 x 132 KiB), not three
+    max_ring_bytes_per_uid=300_000,
 )
 tight = aether.Service("adv-tight", schema=SCHEMAS, limits=LIMITS)
 tight.handler(HashTree)(hash_tree)

@@ -120,6 +120,47 @@ def test_uid_at_its_session_limit_is_refused_another_uid_is_served(tight):
     tight.assert_serving()
 
 
+# -- memory per uid on the mapping transport ----------------------------------------------------
+def _mapping_client(svc: TightSvc, **kw):
+    return aether.Client(svc.path, schema=at.SCHEMAS, transport="mapping", timeout=2.0, **kw)
+
+
+def _other_uid_mapping_echo(path: Path):
+    def body(chan):
+        drop_privileges(NOBODY)
+        with aether.Client(path, schema=at.SCHEMAS, transport="mapping", timeout=2.0) as c:
+            return {"echo": c.echo(b"rings of my own").decode()}
+
+    return body
+
+
+def test_uid_over_its_ring_budget_is_refused_another_uid_is_served(tight):
+    first, second = _mapping_client(tight), _mapping_client(tight)
+    try:
+        with pytest.raises(aether.HandshakeError) as info:
+            _mapping_client(tight).close()
+        assert info.value.reason == "limits-exceeded", info.value
+        assert "budget" in str(info.value)
+        # growing a session's rings (step M4) counts too: 2 MiB rings do not fit
+        with pytest.raises(aether.AetherError) as grown:
+            first.call(b.Echo(data=b"x" * (2 << 20)))
+        assert "budget" in str(grown.value), grown.value
+        child = Forked(_other_uid_mapping_echo(tight.path))
+        try:
+            assert child.result() == {"echo": "rings of my own"}
+        finally:
+            child.close()
+        assert second.echo(b"still served") == b"still served"
+    finally:
+        first.close()
+        second.close()
+    # what the closed sessions held is given back: two new sessions fit again
+    with _mapping_client(tight) as a, _mapping_client(tight) as c:
+        assert a.echo(b"a") == b"a" and c.echo(b"c") == b"c"
+    tight.wait_footprint()
+    tight.assert_serving()
+
+
 # -- T23: 1,000 silent connections -----------------------------------------------------------
 def _raise_nofile(need: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -43,8 +43,8 @@ def tiny(only: set[str], **over: object) -> Config:
 
 @pytest.fixture(scope="module")
 def report():
-    ids = {"floor.spin", "floor.eventfd", "floor.memcpy", "raw.seqpacket", "raw.stream",
-           "aether.memory", "aether.mapping.spin"}
+    ids = {"floor.spin", "floor.eventfd", "floor.memcpy", "floor.procmem", "raw.seqpacket",
+           "raw.stream", "aether.memory", "aether.mapping.spin"}
     return Runner(tiny(ids)).run()
 
 
@@ -85,9 +85,12 @@ def test_json_schema_and_figures(report, tmp_path: Path) -> None:
             assert "skipped" not in row, row
             assert row["p50_us"] <= row["p99_us"]
             assert len(row["runs_p50_us"]) == 2  # median over the repeats
-    for mech in ("floor.memcpy", "floor.eventfd", "raw.stream", "aether.memory"):
+    for mech in ("floor.memcpy", "floor.procmem", "floor.eventfd", "raw.stream",
+                 "aether.memory"):
         row = rows[(mech, "throughput", MiB, "unpinned", 1)]
         assert row["gbps"] > 0, row
+    assert not any(r["mechanism"] == "floor.procmem" and r["kind"] == "latency"
+                   for r in doc["results"])  # a bulk floor only
     assert rows[("aether.memory", "throughput", 64, "unpinned", 2)]["calls_per_s"] > 0
     assert rows[("raw.seqpacket", "throughput", 64, "unpinned", 2)]["calls_per_s"] > 0
     rss = {e["mechanism"]: e for e in doc["service_rss"]}

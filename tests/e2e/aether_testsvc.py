@@ -48,6 +48,14 @@ class Stubborn(aether.Params, frozen=True, kw_only=True):
     delay: float = 0.3
 
 
+@aether.operation(code=0x0F07, name="test.nap", result=None)
+class Nap(aether.Params, frozen=True, kw_only=True):
+    """Holds the session's own thread for ``delay`` seconds (an inline handler
+    that is slow), so the reply comes late without STARTED or progress."""
+
+    delay: float = 0.01
+
+
 import sys  # noqa: E402
 
 schema = sys.modules[__name__]
@@ -61,6 +69,11 @@ def slow(params: Slow, ctx: OperationContext) -> int:
             raise aether.Cancelled("cancelled")
         ctx.progress(i + 1, params.steps, f"step {i + 1}")
     return params.steps
+
+
+@service.handler(Nap, inline=True)
+def nap(params: Nap, ctx: OperationContext) -> None:
+    ctx.wait_cancelled(params.delay)
 
 
 @service.handler(Privileged)

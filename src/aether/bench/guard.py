@@ -8,7 +8,10 @@ ctime, file type and link target; the same number of hashing threads), then
 modify a few files and time ``guard.check`` against ``aide --check``.
 
 Peak memory is the high-water RSS: Guard's service process (``VmHWM``) and
-AIDE's process (``wait4`` rusage).
+AIDE's process (``wait4`` rusage). CPU seconds (user plus system; Guard's
+service process from ``/proc/PID/stat`` around each call, AIDE's from
+``wait4``) are reported too: on a shared machine they vary much less with
+other load than wall-clock seconds do.
 """
 
 from __future__ import annotations
@@ -73,8 +76,8 @@ def _aide_conf(work: Path, tree: Path, workers: int) -> Path:
     return conf
 
 
-def _run_aide(args: list[str]) -> tuple[float, int, int]:
-    """(seconds, exit code, peak RSS bytes) of one aide run."""
+def _run_aide(args: list[str]) -> tuple[float, int, int, float]:
+    """(seconds, exit code, peak RSS bytes, CPU seconds) of one aide run."""
     started = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _pid, status, usage = os.wait4(proc.pid, 0)
@@ -86,7 +89,13 @@ def _run_aide(args: list[str]) -> tuple[float, int, int]:
     code = proc.returncode
     if code >= 14:  # 0-7: differences found; 14+ are AIDE's errors
         raise click.ClickException(f"aide failed ({code}): {err[-2000:]}")
-    return elapsed, code, usage.ru_maxrss * 1024
+    return elapsed, code, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
+
+
+def _cpu_s(pid: int) -> float:
+    """User plus system CPU seconds of a running process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _vm_hwm(pid: int) -> int:
@@ -110,6 +119,9 @@ def run(files: int, large: int, large_mib: int, workers: int, directory: str | N
         t0 = time.perf_counter()
         total = make_tree(tree, files, large, large_mib)
         entries = sum(1 + len(f) for _, _d, f in os.walk(tree))
+        # Write the new tree back now: otherwise the kernel does it (a flusher
+        # thread, ~700 MB) during whichever tool runs first, 30 s after writing.
+        os.sync()
         gen_s = time.perf_counter() - t0
         runtime = work / "run"
         runtime.mkdir(mode=0o700)
@@ -131,9 +143,10 @@ def run(files: int, large: int, large_mib: int, workers: int, directory: str | N
                         while fh.read(1 << 20):
                             pass
             with Client(runtime / "guard.ctl", schema=schema) as client:
-                t = time.perf_counter()
+                cpu, t = _cpu_s(svc.pid), time.perf_counter()
                 base = client.call(schema.Baseline(), timeout=3600)
                 result["guard_baseline_s"] = time.perf_counter() - t
+                result["guard_baseline_cpu_s"] = _cpu_s(svc.pid) - cpu
                 result["guard_baseline_entries"] = base.baseline.files
                 aide_init = aide_check = None
                 if aide:
@@ -141,9 +154,10 @@ def run(files: int, large: int, large_mib: int, workers: int, directory: str | N
                     aide_init = _run_aide([aide, "--config", str(conf), "--init"])
                     os.replace(work / "aide.db.new", work / "aide.db")
                 tamper(tree, tamper_count)
-                t = time.perf_counter()
+                cpu, t = _cpu_s(svc.pid), time.perf_counter()
                 check = client.call(schema.Check(), timeout=3600)
                 result["guard_check_s"] = time.perf_counter() - t
+                result["guard_check_cpu_s"] = _cpu_s(svc.pid) - cpu
                 result["guard_check_changed"] = check.report.changed
                 if aide:
                     aide_check = _run_aide([aide, "--config", str(conf), "--check"])
@@ -152,8 +166,9 @@ def run(files: int, large: int, large_mib: int, workers: int, directory: str | N
             svc.stop()
         if aide_init and aide_check:
             result.update(aide_init_s=aide_init[0], aide_init_peak_rss=aide_init[2],
+                          aide_init_cpu_s=aide_init[3],
                           aide_check_s=aide_check[0], aide_check_exit=aide_check[1],
-                          aide_check_peak_rss=aide_check[2])
+                          aide_check_peak_rss=aide_check[2], aide_check_cpu_s=aide_check[3])
             result["baseline_speed_vs_aide"] = aide_init[0] / result["guard_baseline_s"]
             result["check_speed_vs_aide"] = aide_check[0] / result["guard_check_s"]
         else:
@@ -194,22 +209,25 @@ def command(ctx: click.Context, files: int, large: int, large_mib: int, workers:
     r = run(files, large, large_mib, workers, directory)
     mb = r["bytes"] / 1e6
     n = r["entries"]
-    table = Table("tool", "phase", "seconds", "entries/s", "MB/s", "peak RSS MB",
+    table = Table("tool", "phase", "seconds", "CPU s", "entries/s", "MB/s", "peak RSS MB",
                   "speed vs AIDE", title=f"{n} entries, {mb:.0f} MB, {workers} hashing "
                   "threads each, warm cache")
 
-    def row(tool: str, phase: str, seconds: float, rss: int, ratio: float | None) -> None:
-        table.add_row(tool, phase, f"{seconds:.2f}", f"{n / seconds:,.0f}",
+    def row(tool: str, phase: str, seconds: float, cpu: float, rss: int,
+            ratio: float | None) -> None:
+        table.add_row(tool, phase, f"{seconds:.2f}", f"{cpu:.2f}", f"{n / seconds:,.0f}",
                       f"{mb / seconds:,.0f}", f"{rss / 1e6:.0f}",
                       f"{ratio:.2f}x" if ratio else "")
 
-    row("Guard", "baseline", r["guard_baseline_s"], r["guard_peak_rss"],
+    row("Guard", "baseline", r["guard_baseline_s"], r["guard_baseline_cpu_s"], r["guard_peak_rss"],
         r.get("baseline_speed_vs_aide"))
     if "aide_init_s" in r:
-        row("AIDE", "--init", r["aide_init_s"], r["aide_init_peak_rss"], None)
-    row("Guard", "check", r["guard_check_s"], r["guard_peak_rss"], r.get("check_speed_vs_aide"))
+        row("AIDE", "--init", r["aide_init_s"], r["aide_init_cpu_s"], r["aide_init_peak_rss"], None)
+    row("Guard", "check", r["guard_check_s"], r["guard_check_cpu_s"], r["guard_peak_rss"],
+        r.get("check_speed_vs_aide"))
     if "aide_check_s" in r:
-        row("AIDE", "--check", r["aide_check_s"], r["aide_check_peak_rss"], None)
+        row("AIDE", "--check", r["aide_check_s"], r["aide_check_cpu_s"], r["aide_check_peak_rss"],
+            None)
     console().print(table)
     if "aide" in r:
         click.echo(f"AIDE: {r['aide']}")

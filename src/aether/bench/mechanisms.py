@@ -157,6 +157,56 @@ class MemcpyFloor(Mechanism):
         yield Served(_MemcpyEndpoint)
 
 
+class _ProcMemEndpoint(Endpoint):
+    def __init__(self, memory: Any, address: int, capacity: int) -> None:
+        self.memory, self.address = memory, address
+        self.into = memoryview(bytearray(capacity))
+
+    def caller(self, payload: bytes) -> Callable[[], object]:
+        view, read, address = self.into[:len(payload)], self.memory.readinto, self.address
+
+        def once() -> None:
+            read(address, view)
+        return once
+
+
+@dataclass
+class ProcMemFloor(Mechanism):
+    """The memory transport's bulk floor: one process copying another's memory
+    through ``/proc/<pid>/mem``, as the service reads a parameter block. The
+    kernel copies that file a page at a time (``access_remote_vm``), so no
+    transport that reads the client's memory can pass this row."""
+
+    @contextlib.contextmanager
+    def serve(self, server_cpus: frozenset[int] | None, *, sink: bool,
+              capacity: int) -> Iterator[Served]:
+        from aether.osapi import PrivateBlock, ProcessMemory, Region
+
+        block = PrivateBlock(max(capacity, 1))
+        block.view[:] = make_payload(block.size)  # pages present, as a filled block's are
+        ready_r, ready_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the "client": holds its copy of the block until told to go
+            try:
+                os.close(ready_w)
+                os.read(ready_r, 1)
+            finally:
+                os._exit(0)
+        os.close(ready_r)
+        memory = None
+        try:
+            memory = ProcessMemory(pid)
+            memory.register(Region(block.address, block.size))
+            yield Served(lambda: _ProcMemEndpoint(memory, block.address, block.size),
+                         pid=pid)
+        finally:
+            if memory is not None:
+                memory.close()
+            os.close(ready_w)
+            os.waitpid(pid, 0)
+            block.close()
+
+
 # -- socket peers ---------------------------------------------------------------------
 
 @contextlib.contextmanager
@@ -512,7 +562,8 @@ class AetherVariant(Mechanism):
 
 
 AETHER_VARIANTS: list[AetherVariant] = [
-    AetherVariant("aether.memory", transport="memory", bulk=True, concurrency=True, rss=True,
+    AetherVariant("aether.memory", transport="memory", bulk=True, loan=True,
+                  concurrency=True, rss=True,
                   note="the seed's transport; client and lone session poll up to 300 µs"),
     AetherVariant("aether.mapping.spin", transport="mapping", busy=True, bulk=True, loan=True,
                   concurrency=True, rss=True, note="default spin on both ends"),
@@ -531,6 +582,9 @@ def all_mechanisms() -> list[Mechanism]:
                  note="shared memory + eventfd wake-ups; bulk: server reads in place"),
         MemcpyFloor("floor.memcpy", latency=False, bulk=True,
                     note="single process, memoryview slice assignment"),
+        ProcMemFloor("floor.procmem", latency=False, bulk=True,
+                     note="reading another process's memory through /proc/<pid>/mem, "
+                          "as the memory transport's service does"),
         SocketPeer("raw.seqpacket", kind="seqpacket", endpoint=_SeqpacketEndpoint,
                    blocking_peer=True, concurrency=True, rss=True,
                    note="AF_UNIX SOCK_SEQPACKET, thread per connection"),

@@ -7,6 +7,7 @@ operation), and ``Operation.cancel`` may be called from another thread.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -171,6 +172,7 @@ class Client:
         self._mapped: MappedCalls | None = None
         self._held: memoryview | None = None  # an in-place result not yet released
         self._loan_mapped = False
+        self._loan_memory = False  # a loan lent out of the parameter block
         self.channel: Channel | None = None
         self.proto = wire.ClientProtocol()
         self._connect()
@@ -504,15 +506,27 @@ class Client:
 
     def _start_once(self, code: int, name: str, params: Any,
                     on_progress: ProgressCallback | None, *, idempotent: bool,
-                    encoded: memoryview | None = None) -> Operation:
-        self._check_usable()
-        if not self._op_lock.acquire(blocking=False):
-            raise BusyResourceError("an operation is already in flight on this session; "
-                                    "use another Client for concurrent calls")
+                    encoded: memoryview | None = None, in_place: int = -1) -> Operation:
+        """``in_place``: the size of a loan already written into the parameter
+        block, whose holder has the operation lock."""
+        if in_place < 0:
+            self._check_usable()
+            if not self._op_lock.acquire(blocking=False):
+                raise BusyResourceError("an operation is already in flight on this session; "
+                                        "use another Client for concurrent calls")
         try:
             self._check_usable()
             if self._held is not None:
                 raise BusyResourceError("release the in-place result of the last call first")
+            if in_place >= 0:
+                assert self.memory is not None
+                op_id = self.proto.next_op_id()
+                op = Operation(self, op_id, name, code, on_progress)
+                op._idempotent = idempotent  # type: ignore[attr-defined]
+                self.memory.commit_loan(op_id, code, in_place)
+                self._current = op
+                self._send(m.Execute(op_id, in_place))
+                return op
             # Encoded under the lock: the buffer is the session's, reused per call.
             if encoded is None:
                 encode_into(params, self._encode_buffer)
@@ -566,7 +580,8 @@ class Client:
     def loan(self, params: Params, size: int, *, checksum: bool = True) -> Loan:
         """A writable ``size``-byte buffer for the last (empty ``bytes``) field
         of ``params``; on the mapping transport it lies in the request ring,
-        so bulk data is copied once. ``with client.loan(Sink(data=b""), n) as
+        on the memory transport in the parameter block, so bulk data is
+        written once. ``with client.loan(Sink(data=b""), n) as
         loan: loan.buffer[:] = ...; loan.call()``.
 
         ``checksum=False`` (mapping transport) leaves the payload out of the
@@ -607,6 +622,12 @@ class Client:
             if self._held is not None:
                 raise BusyResourceError("release the in-place result of the last call first")
             mapped = self._mapped
+            if mapped is None and self.memory is not None and \
+                    self.proto.transport is Transport.MEMORY:
+                self._ensure_param_room(total)
+                view = self.memory.lend(total)
+                self._loan_memory = True
+                return view, 0
             if mapped is None:
                 self._loan_mapped = False
                 return memoryview(bytearray(total)), 0
@@ -628,6 +649,18 @@ class Client:
 
     def _start_loan(self, spec: Any, whole: memoryview, total: int, op_id: int,
                     on_progress: ProgressCallback | None, checksum: bool = True) -> Operation:
+        if self._loan_memory:
+            self._loan_memory = False
+            whole.release()
+            try:
+                return self._start_once(spec.code, spec.name, None, on_progress,
+                                        idempotent=spec.idempotent, in_place=total)
+            except BaseException:
+                memory = self.memory
+                if memory is not None:
+                    with contextlib.suppress(AetherError, ValueError):
+                        memory.abandon_loan()  # read-only again, if not gone
+                raise
         mapped = self._mapped
         if not self._loan_mapped or mapped is None:
             self._op_lock.release()
@@ -647,6 +680,10 @@ class Client:
         return op
 
     def _end_loan(self) -> None:
+        if self._loan_memory:
+            self._loan_memory = False
+            if self.memory is not None:
+                self.memory.abandon_loan()
         mapped = self._mapped
         if self._loan_mapped and mapped is not None:
             self._loan_mapped = False

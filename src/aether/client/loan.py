@@ -4,9 +4,10 @@
 field of ``params`` (a ``bytes`` field left empty). On the mapping transport
 the buffer is the payload's place inside the request ring, so the bulk data
 is written once, by the caller, and read by the service where it lies (the
-``aether.sink`` built-in reads it without a copy). Other transports give a
-buffer in the client's memory and send it as usual, so the same code runs
-everywhere.
+``aether.sink`` built-in reads it without a copy). On the memory transport
+it is the payload's place in the parameter block, which the service reads
+as it reads any request. The socket transport gives a buffer in the
+client's memory and sends it as usual, so the same code runs everywhere.
 
 The msgpack framing around the buffer is built by hand (a ``bin 32``
 header in place of the empty value) because msgspec can only encode into a

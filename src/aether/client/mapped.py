@@ -17,6 +17,7 @@ from aether import osapi
 from aether.errors import AetherTimeoutError, PeerGoneError
 from aether.transport.channel import Channel
 from aether.transport.mapping import MappingClientSide, spin_until
+from aether.transport.spinning import AdaptiveSpin
 from aether.wire import FrameKind, rings
 
 _EXECUTE = int(FrameKind.EXECUTE)
@@ -50,6 +51,8 @@ class MappedCalls:
         # The request ring has one producer: EXECUTE comes from the caller's
         # thread, CANCEL from any thread.
         self._wlock = threading.Lock()
+        self.spinning = AdaptiveSpin()
+        self._sent_at = 0.0  # perf_counter() of the last request
 
     @property
     def param_capacity(self) -> int:
@@ -69,6 +72,7 @@ class MappedCalls:
             except rings.RingFull:
                 self._put_slowly(kind, op_id, arg, payload, timeout)
         self.side.ring_peer()
+        self._sent_at = time.perf_counter()
 
     def _put_slowly(self, kind: int, op_id: int, arg: int, payload: bytes | memoryview,
                     timeout: float) -> None:
@@ -111,6 +115,7 @@ class MappedCalls:
         finally:
             self._wlock.release()
         self.side.ring_peer()
+        self._sent_at = time.perf_counter()
 
     def abandon_loan(self) -> None:
         self._wlock.release()
@@ -127,9 +132,15 @@ class MappedCalls:
         """
         reader = self.reader
         frame = reader.poll()
-        if frame is not None:
-            return frame
-        if spin and spin_until(reader.pending, spin):
+        if frame is None:
+            frame = self._wait_reply(deadline, spin)
+        if spin:
+            self.spinning.waited(time.perf_counter() - self._sent_at, spin)
+        return frame
+
+    def _wait_reply(self, deadline: float | None, spin: float) -> Frame:
+        reader = self.reader
+        if spin and self.spinning.worth(spin) and spin_until(reader.pending, spin):
             frame = reader.poll()
             if frame is not None:
                 return frame

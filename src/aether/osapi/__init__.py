@@ -5,6 +5,7 @@ Everything here is Linux-specific. OS failures leave this package as
 """
 
 from .blocks import (
+    CHUNK as CHUNK,
     MAP_ANONYMOUS as MAP_ANONYMOUS,
     MAP_PRIVATE as MAP_PRIVATE,
     PAGE_SIZE as PAGE_SIZE,

@@ -13,6 +13,7 @@ import ctypes
 import mmap
 import struct
 import threading
+from collections.abc import Iterator
 from typing import Final
 
 from aether.errors import ClosedResourceError, OSAPIError
@@ -26,6 +27,7 @@ PROT_WRITE: Final = mmap.PROT_WRITE
 PROT_EXEC: Final = mmap.PROT_EXEC
 MAP_PRIVATE: Final = mmap.MAP_PRIVATE
 MAP_ANONYMOUS: Final = mmap.MAP_ANONYMOUS
+CHUNK: Final = 1 << 20  # bytes per pass of a whole-block fill or check
 
 
 def round_to_pages(size: int) -> int:
@@ -75,24 +77,35 @@ class PrivateBlock:
             raise_errno("mprotect")
         self._prot = prot
 
+    # Whole-block passes go a chunk at a time: a 64 MiB block must not cost
+    # two more 64 MiB temporaries (and their page faults) to fill or check.
+    def _chunks(self) -> Iterator[tuple[int, int]]:
+        for start in range(0, self.size, CHUNK):
+            yield start, min(CHUNK, self.size - start)
+
     def fill_pattern(self, word: int) -> None:
         """Fill the whole block with a repeated little-endian 32-bit word."""
         self._check_open()
-        pattern = struct.pack("<I", word) * (self.size // 4)
+        pattern = struct.pack("<I", word) * (min(CHUNK, self.size) // 4)
         with self.writable():
-            self.view[:] = pattern
+            for start, n in self._chunks():
+                self.view[start:start + n] = pattern[:n]
 
     def holds_only(self, word: int) -> bool:
         """True if every 32-bit word of the block equals ``word``."""
         self._check_open()
         if not self._prot & PROT_READ:
             return False
-        return bytes(self.view) == struct.pack("<I", word) * (self.size // 4)
+        pattern = struct.pack("<I", word) * (min(CHUNK, self.size) // 4)
+        return all(self.view[start:start + n].tobytes() == pattern[:n]
+                   for start, n in self._chunks())
 
     def is_zero(self) -> bool:
         """True if every byte of the block is zero."""
         self._check_open()
-        return bytes(self.view) == bytes(self.size)
+        zeros = bytes(min(CHUNK, self.size))
+        return all(self.view[start:start + n].tobytes() == zeros[:n]
+                   for start, n in self._chunks())
 
     def writable(self) -> _Writable:
         """Context manager: the block is read-write inside, back to its old protection after."""

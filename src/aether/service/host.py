@@ -91,6 +91,7 @@ class Service:
         self._ready = threading.Event()
         self._workers: Counter[int] = Counter()
         self._workers_lock = threading.Lock()
+        self._ring_bytes: Counter[int] = Counter()  # per uid, under _workers_lock
         self._hooks: dict[str, list[Callable[[Service], None]]] = {
             "startup": [], "shutdown": [], "reload": []}
         self._reload_requested = threading.Event()
@@ -236,6 +237,25 @@ class Service:
             self._workers[uid] -= 1
             if self._workers[uid] <= 0:
                 del self._workers[uid]
+
+    def reserve_ring_bytes(self, uid: int, size: int) -> bool:
+        """Count ``size`` bytes of mapping regions against ``uid``'s budget."""
+        with self._workers_lock:
+            if self._ring_bytes[uid] + size > self.limits.max_ring_bytes_per_uid:
+                return False
+            self._ring_bytes[uid] += size
+            return True
+
+    def release_ring_bytes(self, uid: int, size: int) -> None:
+        with self._workers_lock:
+            self._ring_bytes[uid] -= size
+            if self._ring_bytes[uid] <= 0:
+                del self._ring_bytes[uid]
+
+    def ring_bytes(self, uid: int) -> int:
+        """Bytes of mapping regions ``uid``'s sessions hold now."""
+        with self._workers_lock:
+            return self._ring_bytes[uid]
 
     @property
     def session_count(self) -> int:

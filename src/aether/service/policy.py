@@ -79,6 +79,10 @@ class Limits:
     # Handler threads per uid, counted until they really end (a handler stuck
     # in I/O keeps its slot after its session is gone).
     max_workers_per_uid: int = 64
+    # Bytes of mapping-transport regions (rings) all sessions of one uid may
+    # hold at once: without it, 256 sessions with 32 MiB rings each could pin
+    # 8 GiB of the service's shared memory. MAP_MODE over it: LIMITS_EXCEEDED.
+    max_ring_bytes_per_uid: int = 256 * 1024 * 1024
     # Seconds between handing the C allocator's free pages back to the kernel
     # (osapi.trim_heap): freed memory between live blocks of the sessions'
     # and workers' arenas stays resident otherwise, and adds up over hours.

@@ -252,7 +252,7 @@ class Session:
         with self._lock:
             mapping, self.mapping = self.mapping, None
         if mapping is not None:
-            mapping.close()
+            self._close_mapping(mapping)
         with self._fd_lock:
             self._fds_closed = True
             for fd in (self._wake_r, self._wake_w):
@@ -332,17 +332,31 @@ class Session:
         if code:
             self._fatal(code, text)
         old = self.mapping
+        region_bytes = rings.region_size(size)
+        uid = self.peer.uid
+        # The old region is still held while the new one is made: both count.
+        if not self.host.reserve_ring_bytes(uid, region_bytes):
+            self._fatal(ErrorCode.LIMITS_EXCEEDED,
+                        f"uid {uid}'s sessions already hold "
+                        f"{self.host.ring_bytes(uid) // 1024} KiB of rings; "
+                        f"{region_bytes // 1024} KiB more would pass the "
+                        f"{self.host.limits.max_ring_bytes_per_uid // 1024} KiB budget")
         try:
             mapping = MappingServiceSide(
                 size, last_op_id=old.ops.last_op_id if old is not None else 0)
         except AetherError as exc:
+            self.host.release_ring_bytes(uid, region_bytes)
             self._fatal(ErrorCode.INTERNAL, f"cannot create the session's region: {exc}")
         with self._lock:
             self.mapping = mapping
             data = self.proto.send(m.MapReady(size, mapping.region.size))
         if old is not None:
-            old.close()
+            self._close_mapping(old)
         self.channel.send_with_fds(data, mapping.fds())
+
+    def _close_mapping(self, mapping: MappingServiceSide) -> None:
+        mapping.close()
+        self.host.release_ring_bytes(self.peer.uid, mapping.region.size)
 
     # -- operations (docs/protocol.md section 4) ----------------------------------
     def _serve(self) -> None:

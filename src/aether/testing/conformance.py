@@ -240,11 +240,20 @@ class TransportConformance:
             with client.loan(b.Sink(data=b""), size) as loan:
                 assert len(loan.buffer) == size
                 loan.buffer[:] = b"\x01" * size
+                if transport == "memory":  # written once: into the parameter block
+                    head = bytes(client.memory.param.view[:size + 128])
+                    assert b"\x01" * size in head
                 assert loan.call(timeout=10) == size
             with client.loan(b.Echo(data=b""), 5) as loan:
                 loan.buffer[:] = b"hello"
                 assert loan.call(timeout=10) == b"hello"
+            with client.loan(b.Echo(data=b""), 3) as loan:
+                loan.buffer[:] = b"abc"  # left unsent: the room is given back
             assert client.echo(b"after loans") == b"after loans"
+            if transport == "memory":  # the loan was the parameter block itself
+                from aether import osapi
+
+                assert client.memory.param.prot == osapi.PROT_READ
 
     # -- peers that go away ---------------------------------------------------------------
     def test_service_killed_mid_operation_outcome_unknown(

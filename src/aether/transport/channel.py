@@ -18,9 +18,9 @@ import time
 from aether import osapi
 from aether.errors import AetherTimeoutError, ClosedResourceError, OSAPIError, PeerGoneError
 
+from .spinning import AdaptiveSpin
+
 RECV_CHUNK = 64 * 1024
-SPIN_MISSES_BEFORE_PAUSE = 4
-SPIN_PAUSE_CALLS = 256
 
 
 class Channel:
@@ -47,8 +47,8 @@ class Channel:
         self._send_lock = threading.Lock()
         self._closed = False
         self._pollers: dict[tuple[int, ...], select.poll] = {}
-        self._spin_misses = 0
-        self._spin_pause = 0
+        self._spinning = AdaptiveSpin()
+        self._sent_at = 0.0  # perf_counter() of the last send (spinning measures from it)
         sock.setblocking(True)
 
     def fileno(self) -> int:
@@ -93,6 +93,7 @@ class Channel:
             if exc.errno == errno.EBADF:
                 raise ClosedResourceError("channel is closed") from None
             raise PeerGoneError(f"send failed: {exc.strerror}") from None
+        self._sent_at = time.perf_counter()
         return True
 
     def max_send(self) -> int:
@@ -160,9 +161,15 @@ class Channel:
             raise ClosedResourceError("channel is closed")
         want = size or self.max_datagram
         if spin > 0.0:
-            data = self._spin(want, spin)
-            if data is not None:
-                return data
+            data = self._spin(want, spin) if self._spinning.worth(spin) else None
+            if data is None:
+                data = self._wait(want, timeout, extra_fds)
+            self._spinning.waited(time.perf_counter() - self._sent_at, spin)
+            return data
+        return self._wait(want, timeout, extra_fds)
+
+    def _wait(self, want: int, timeout: float | None,
+              extra_fds: tuple[int, ...]) -> bytes | None:
         if timeout is None and not extra_fds:
             return self._recv_now(want)
         poller = self._pollers.get(extra_fds)
@@ -191,13 +198,8 @@ class Channel:
         A reply that arrives while we spin costs no wake-up; on this class of
         VM a cross-CPU wake-up costs tens of microseconds, more than the whole
         round trip's own work. Each turn yields the CPU, so a peer that shares
-        our CPU still runs. Spinning is adaptive: after a few spins in a row
-        that found nothing, it pauses for a while (the peer is slow or the
-        machine is busy, and spinning would only burn a core).
+        our CPU still runs. Whether to spin at all is :mod:`.spinning`'s call.
         """
-        if self._spin_pause > 0:
-            self._spin_pause -= 1
-            return None
         end = time.perf_counter() + spin
         recv = self.sock.recvmsg
         flag = socket.MSG_DONTWAIT
@@ -207,10 +209,6 @@ class Channel:
                 data, _anc, flags, _addr = recv(size, 0, flag)
             except BlockingIOError:
                 if time.perf_counter() >= end:
-                    self._spin_misses += 1
-                    if self._spin_misses >= SPIN_MISSES_BEFORE_PAUSE:
-                        self._spin_misses = 0
-                        self._spin_pause = SPIN_PAUSE_CALLS
                     return None
                 yield_cpu()
                 continue
@@ -220,7 +218,6 @@ class Channel:
                 if exc.errno == errno.EBADF:
                     raise ClosedResourceError("channel is closed") from None
                 raise PeerGoneError(f"recv failed: {exc.strerror}") from None
-            self._spin_misses = 0
             if flags & socket.MSG_TRUNC:
                 return data + b"\0"
             return data

@@ -51,6 +51,28 @@ class MemoryClientSide:
             view[wire.HEADER_SIZE:wire.HEADER_SIZE + n] = payload
             view[:wire.HEADER_SIZE] = header.pack()
 
+    def lend(self, n: int) -> memoryview:
+        """A loan (:mod:`aether.client.loan`): the payload's place in the
+        parameter block, writable until :meth:`commit_loan` or
+        :meth:`abandon_loan`, so a bulk parameter is written once."""
+        if n > self.param_capacity:
+            raise ValueError(f"parameters of {n} bytes exceed the block ({self.param_capacity})")
+        self.param.protect(osapi.PROT_READ | osapi.PROT_WRITE)
+        return self.param.view[wire.HEADER_SIZE:wire.HEADER_SIZE + n]
+
+    def commit_loan(self, op_id: int, op_code: int, n: int) -> None:
+        """Step O1 for a loan: the payload is in place; the header goes last."""
+        view = self.param.view
+        try:
+            header = ParamHeader.for_payload(op_id, op_code,
+                                             view[wire.HEADER_SIZE:wire.HEADER_SIZE + n])
+            view[:wire.HEADER_SIZE] = header.pack()
+        finally:
+            self.param.protect(osapi.PROT_READ)
+
+    def abandon_loan(self) -> None:
+        self.param.protect(osapi.PROT_READ)
+
     def read_return(self, op_id: int) -> tuple[ReturnHeader, memoryview]:
         """Operation step O4: check op id, length and crc.
 

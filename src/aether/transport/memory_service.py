@@ -15,6 +15,7 @@ blocks (T10-T12). Parameters are copied once and only the copy is validated
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from aether import osapi, wire
@@ -22,6 +23,11 @@ from aether.errors import AetherError, OSAPIError, RemoteProtocolError
 from aether.wire import BlockSpec, ErrorCode, ParamHeader, ReturnHeader
 
 _PATTERN_WORD = wire.PATTERN.to_bytes(4, "little")
+
+
+def _chunks(size: int, chunk: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, size, chunk):
+        yield start, min(chunk, size - start)
 
 
 @dataclass
@@ -123,22 +129,37 @@ class MemoryServiceSide:
         self._pending_param = None
 
     def pattern_test(self) -> None:
-        """Step H6-H7: both blocks hold only the pattern; overwrite with zeros."""
+        """Step H6-H7: both blocks hold only the pattern; overwrite with zeros.
+
+        A chunk at a time, through one reused buffer: a client's blocks may
+        be as large as ``max_block_size``, and reading or zeroing them whole
+        would cost the service several times that in temporaries per
+        handshake (a cheap way for a hostile client to inflate it)."""
         assert self.memory is not None and self.param and self.retn
+        memory = self.memory
+        chunk = min(osapi.CHUNK, max(self.param.size, self.retn.size))
+        pattern = _PATTERN_WORD * (chunk // 4)
+        buffer = bytearray(chunk)
         for name, block in (("parameter", self.param), ("return", self.retn)):
-            try:
-                data = self.memory.read(block.address, block.size)
-            except OSAPIError as exc:
-                raise HandshakeFailure(ErrorCode.MEMORY_ACCESS, f"{name} block: {exc}") from None
-            if data != _PATTERN_WORD * (block.size // 4):
-                raise HandshakeFailure(
-                    ErrorCode.PATTERN_MISMATCH, f"{name} block does not hold 0x1337D00D"
-                )
+            for start, n in _chunks(block.size, chunk):
+                into = buffer if n == chunk else bytearray(n)
+                try:
+                    memory.readinto(block.address + start, into)
+                except OSAPIError as exc:
+                    raise HandshakeFailure(ErrorCode.MEMORY_ACCESS,
+                                           f"{name} block: {exc}") from None
+                if into != pattern[:n]:
+                    raise HandshakeFailure(
+                        ErrorCode.PATTERN_MISMATCH, f"{name} block does not hold 0x1337D00D"
+                    )
+        zeros = memoryview(bytes(chunk))
         for block in (self.param, self.retn):
-            try:
-                self.memory.write(block.address, bytes(block.size))
-            except OSAPIError as exc:
-                raise HandshakeFailure(ErrorCode.MEMORY_ACCESS, f"writing zeros: {exc}") from None
+            for start, n in _chunks(block.size, chunk):
+                try:
+                    memory.write(block.address + start, zeros[:n])
+                except OSAPIError as exc:
+                    raise HandshakeFailure(ErrorCode.MEMORY_ACCESS,
+                                           f"writing zeros: {exc}") from None
 
     def _check(self, block: BlockSpec) -> None:
         code, text = wire.check_block(block, page_size=osapi.PAGE_SIZE, max_size=self.max_block)

@@ -1,0 +1,58 @@
+"""Adaptive spinning: a waiter whose replies come later than its spin time
+stops spinning (it would only take the CPU its peer needs), and starts again
+once replies are quick again."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import aether_testsvc
+import pytest
+from aether_testsvc import Nap
+from e2e_support import start_service
+from hypothesis import given, strategies as st
+
+import aether
+from aether.transport.spinning import CAP_IN_SPINS, NEWEST_WEIGHT, AdaptiveSpin
+
+SPIN = 0.0003
+# Quick waits needed to come back from the worst history (every wait capped).
+QUICK_WAITS_TO_RECOVER = math.ceil(math.log(1 / CAP_IN_SPINS) / math.log(1 - NEWEST_WEIGHT))
+
+
+def test_a_new_waiter_spins_and_slow_replies_stop_it() -> None:
+    spin = AdaptiveSpin()
+    assert spin.worth(SPIN)
+    waits = 0
+    while spin.worth(SPIN):
+        spin.waited(0.010, SPIN)  # 10 ms: far longer than the spin
+        waits += 1
+    assert waits <= 3, "kept spinning through replies 30 times slower than the spin"
+
+
+@given(st.lists(st.floats(min_value=0, max_value=10), max_size=100))
+def test_quick_replies_bring_spinning_back_whatever_came_before(history: list[float]) -> None:
+    spin = AdaptiveSpin()
+    for seconds in history:
+        spin.waited(seconds, SPIN)
+        assert 0 <= spin.expected <= CAP_IN_SPINS * SPIN
+    for _ in range(QUICK_WAITS_TO_RECOVER):
+        spin.waited(0.0, SPIN)
+    assert spin.worth(SPIN)
+
+
+@pytest.mark.parametrize("transport", ["mapping", "memory", "socket"])
+def test_a_client_stops_spinning_on_a_slow_service(runtime_dir: Path, transport: str) -> None:
+    svc = start_service("aether_testsvc:service", runtime_dir / f"{transport}.ctl")
+    try:
+        with aether.Client(svc.socket_path, transport=transport, spin=SPIN,
+                           schema=aether_testsvc) as client:
+            waiter = client._mapped.spinning if transport == "mapping" \
+                else client.channel._spinning
+            for _ in range(4):
+                client.call(Nap(delay=0.02))  # 60 times the spin
+            assert not waiter.worth(SPIN), "still spinning after slow replies"
+            assert client.echo(b"after") == b"after"
+    finally:
+        svc.kill()
