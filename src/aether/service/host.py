@@ -31,13 +31,15 @@ from aether import osapi, wire
 from aether._version import __version__
 from aether.errors import AetherError, ConnectError
 from aether.schema import OperationSpec, Params, Registry, builtins as b, spec_of
-from aether.wire import ErrorCode, messages as m
+from aether.wire import ErrorCode, messages as m, rings
 
 from .context import OperationContext
 from .listener import bind_control_socket, default_socket_path
 from .policy import Caller, Limits, Policy
 from .sdnotify import Notifier
 from .session import Session
+
+DEFAULT_RING_BUDGET = 256 * 1024 * 1024  # see Limits.max_ring_bytes_per_uid
 
 log = logging.getLogger("aether.service")
 audit_log = logging.getLogger("aether.audit")
@@ -238,10 +240,23 @@ class Service:
             if self._workers[uid] <= 0:
                 del self._workers[uid]
 
+    @property
+    def ring_budget(self) -> int:
+        """Bytes of mapping regions one uid may hold: the configured budget,
+        or by default 256 MiB but never less than four sessions with the
+        largest rings ``max_payload`` allows (a service raising
+        ``max_payload`` must not refuse the sessions that need it, nor a
+        client that reconnects while its last session's region is being freed)."""
+        if self.limits.max_ring_bytes_per_uid is not None:
+            return self.limits.max_ring_bytes_per_uid
+        largest = rings.region_size(
+            max(rings.MIN_RING_SIZE, rings.ring_size_for(self.limits.max_payload)))
+        return max(DEFAULT_RING_BUDGET, 4 * largest)
+
     def reserve_ring_bytes(self, uid: int, size: int) -> bool:
         """Count ``size`` bytes of mapping regions against ``uid``'s budget."""
         with self._workers_lock:
-            if self._ring_bytes[uid] + size > self.limits.max_ring_bytes_per_uid:
+            if self._ring_bytes[uid] + size > self.ring_budget:
                 return False
             self._ring_bytes[uid] += size
             return True

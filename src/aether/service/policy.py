@@ -82,7 +82,9 @@ class Limits:
     # Bytes of mapping-transport regions (rings) all sessions of one uid may
     # hold at once: without it, 256 sessions with 32 MiB rings each could pin
     # 8 GiB of the service's shared memory. MAP_MODE over it: LIMITS_EXCEEDED.
-    max_ring_bytes_per_uid: int = 256 * 1024 * 1024
+    # None: 256 MiB, or four sessions with the rings max_payload needs if
+    # that is more (Service.ring_budget).
+    max_ring_bytes_per_uid: int | None = None
     # Seconds between handing the C allocator's free pages back to the kernel
     # (osapi.trim_heap): freed memory between live blocks of the sessions'
     # and workers' arenas stays resident otherwise, and adds up over hours.

@@ -340,7 +340,7 @@ class Session:
                         f"uid {uid}'s sessions already hold "
                         f"{self.host.ring_bytes(uid) // 1024} KiB of rings; "
                         f"{region_bytes // 1024} KiB more would pass the "
-                        f"{self.host.limits.max_ring_bytes_per_uid // 1024} KiB budget")
+                        f"{self.host.ring_budget // 1024} KiB budget")
         try:
             mapping = MappingServiceSide(
                 size, last_op_id=old.ops.last_op_id if old is not None else 0)
