@@ -36,8 +36,15 @@ def pin_mmap_threshold(size: int = DEFAULT_MMAP_THRESHOLD) -> bool:
     (not glibc) or where the environment already sets the threshold
     (``MALLOC_MMAP_THRESHOLD_``, ``GLIBC_TUNABLES``): an operator's choice wins.
     """
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ or \
-            "mmap_threshold" in os.environ.get("GLIBC_TUNABLES", ""):
+    return _mallopt_unless_set(M_MMAP_THRESHOLD, size, "MALLOC_MMAP_THRESHOLD_",
+                               "mmap_threshold")
+
+
+def _mallopt_unless_set(option: int, value: int, variable: str, tunable: str) -> bool:
+    """``mallopt(option, value)``, unless the operator set it in the
+    environment (``variable``, or ``tunable`` in ``GLIBC_TUNABLES``): False
+    then, or where the C library has no ``mallopt``."""
+    if variable in os.environ or tunable in os.environ.get("GLIBC_TUNABLES", ""):
         return False
     try:
         mallopt = libc.mallopt
@@ -45,7 +52,7 @@ def pin_mmap_threshold(size: int = DEFAULT_MMAP_THRESHOLD) -> bool:
         return False
     mallopt.restype = ctypes.c_int
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(mallopt(M_MMAP_THRESHOLD, size))
+    return bool(mallopt(option, value))
 
 
 class _Mallinfo2(ctypes.Structure):
@@ -116,13 +123,4 @@ def limit_arenas(count: int = 1) -> bool:
     ``mallopt`` or the environment sets the limit (``MALLOC_ARENA_MAX``,
     ``GLIBC_TUNABLES``).
     """
-    if "MALLOC_ARENA_MAX" in os.environ or \
-            "arena_max" in os.environ.get("GLIBC_TUNABLES", ""):
-        return False
-    try:
-        mallopt = libc.mallopt
-    except AttributeError:
-        return False
-    mallopt.restype = ctypes.c_int
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(mallopt(M_ARENA_MAX, count))
+    return _mallopt_unless_set(M_ARENA_MAX, count, "MALLOC_ARENA_MAX", "arena_max")
