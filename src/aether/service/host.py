@@ -18,6 +18,7 @@ import os
 import select
 import signal
 import socket
+import sys
 import threading
 import time
 import types
@@ -293,6 +294,9 @@ class Service:
         self.fd_limit = osapi.raise_fd_limit()
         osapi.pin_mmap_threshold()  # RSS that follows use (osapi/malloc.py)
         osapi.limit_arenas()  # one arena: free memory any thread can reuse
+        switch_interval = sys.getswitchinterval()
+        if self.limits.gil_switch_interval:
+            sys.setswitchinterval(self.limits.gil_switch_interval)
         if not self.pidfd_supported:
             log.warning("this kernel has no SO_PEERPIDFD (Linux >= 6.5): the memory transport "
                         "is refused; clients use the socket transport")
@@ -327,6 +331,7 @@ class Service:
                 except Exception as exc:
                     log.error("service %s: shutdown hook failed: %s", self.name, exc)
             notifier.close()
+            sys.setswitchinterval(switch_interval)
             log.info("service %s stopped", self.name)
 
     def stopping(self) -> bool:
