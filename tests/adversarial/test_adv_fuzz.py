@@ -77,10 +77,10 @@ def _frames(specs: list[tuple[int, int, int, bytes, bool]], head_delta: int) -> 
     lie), and the head index after them (moved by ``head_delta``)."""
     out = bytearray()
     for seq, (kind, op_id, arg, payload, lie) in enumerate(specs, start=1):
-        header = bytearray(rings.FRAME.pack(kind, 0, seq, op_id, arg, len(payload), 0, 0))
-        crc = rings.frame_crc(header, payload) ^ (1 if lie else 0)
-        rings.FRAME.pack_into(header, 0, kind, 0, seq, op_id, arg, len(payload), 0, crc)
-        out += header + payload + bytes(-len(payload) % 8)
+        honest = rings.encode_frame(kind, seq, op_id, arg, payload)
+        crc = rings.FRAME.unpack_from(honest)[0] ^ (1 if lie else 0)
+        out += rings.encode_frame(kind, seq, op_id, arg, payload, crc=crc)
+        out += bytes(-len(payload) % 8)
     head = max(0, len(out) + head_delta)
     return b"\x01" + struct.pack("<Q", head) + bytes(out)
 

@@ -108,12 +108,13 @@ def _forge(client: MappedPeer, *, kind: int = int(FrameKind.EXECUTE), flags: int
            payload: bytes | None = None) -> None:
     payload = _echo_payload(b"forged") if payload is None else payload
     n = len(payload) if length is None else length
-    header = bytearray(rings.FRAME.pack(kind, flags, seq, op_id, arg, n, reserved, 0))
-    good = rings.frame_crc(header, payload)
-    rings.FRAME.pack_into(header, 0, kind, flags, seq, op_id, arg, n, reserved,
-                          good if crc is None else crc)
-    client.requests[32:32 + len(payload)] = payload
-    client.requests[0:32] = header
+    unsigned = rings.encode_frame(kind, seq, op_id, arg, payload, flags=flags, length=n,
+                                  reserved=reserved, crc=0)
+    # Over header and payload even with flags set, as a client that lies about them would.
+    good = rings.frame_crc(unsigned, payload)
+    frame = rings.encode_frame(kind, seq, op_id, arg, payload, flags=flags, length=n,
+                               reserved=reserved, crc=good if crc is None else crc)
+    client.requests[0:len(frame)] = frame
     span = 32 + ((len(payload) + 7) & ~7)
     client.ctl[rings.W_REQ_HEAD] = span if head is None else head
     client.wake()

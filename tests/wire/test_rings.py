@@ -214,3 +214,28 @@ def test_header_only_crc_only_on_execute() -> None:
     w.commit(FrameKind.DONE, 1, 1, 0, rings.FLAG_HEADER_CRC)
     with pytest.raises(RemoteProtocolError, match="flags"):
         rings.reply_reader(ctl, rep).poll()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=700), st.booleans()), min_size=1, max_size=30))
+def test_put_and_loan_write_the_frames_encode_frame_describes(frames: list[tuple[bytes, bool]]
+                                                               ) -> None:
+    """Both write paths (put's one-pass path with its fallback at the ring's
+    end, and reserve/commit) leave exactly the documented bytes in the ring."""
+    writer, reader, _ctl, req = pair()
+    for seq, (payload, loan) in enumerate(frames, start=1):
+        if loan:
+            view = writer.reserve(len(payload))
+            view[:] = payload
+            writer.commit(FrameKind.EXECUTE, seq, 5, len(payload))
+        else:
+            writer.put(FrameKind.EXECUTE, seq, 5, payload)
+        pos = (writer.head - rings.frame_span(len(payload))) % RING
+        expected = rings.encode_frame(FrameKind.EXECUTE, seq, seq, 5, payload)
+        assert bytes(req[pos:pos + len(expected)]) == expected
+        frame = reader.poll()
+        assert frame is not None and frame[:3] == (FrameKind.EXECUTE, seq, 5)
+        assert bytes(frame[3]) == payload
+        frame[3].release()
+        reader.release()
+    assert reader.poll() is None
