@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from aether import osapi
-from aether.errors import AetherTimeoutError, PeerGoneError
+from aether.errors import AetherTimeoutError, PeerGoneError, RemoteProtocolError
 from aether.transport.channel import Channel
 from aether.transport.mapping import MappingClientSide, spin_until
 from aether.transport.spinning import AdaptiveSpin
@@ -73,6 +73,18 @@ class MappedCalls:
                 self._put_slowly(kind, op_id, arg, payload, timeout)
         self.side.ring_peer()
         self._sent_at = time.perf_counter()
+
+    def try_send(self, kind: int, op_id: int, arg: int, payload: bytes | bytearray | memoryview
+                 ) -> bool:
+        """:meth:`send` if the frame fits now; False (nothing published) if not."""
+        with self._wlock:
+            try:
+                self.writer.put(kind, op_id, arg, payload)
+            except rings.RingFull:
+                return False
+        self.side.ring_peer()
+        self._sent_at = time.perf_counter()
+        return True
 
     def _put_slowly(self, kind: int, op_id: int, arg: int, payload: bytes | memoryview,
                     timeout: float) -> None:
@@ -135,6 +147,22 @@ class MappedCalls:
         if frame is None:
             frame = self._wait_reply(deadline, spin)
         if spin:
+            self.spinning.waited(time.perf_counter() - self._sent_at, spin)
+        return frame
+
+    def reply_soon(self, spin: float) -> Frame | None:
+        """The next reply frame if it is there or comes within the spin (the
+        same bounded, adaptive spin as :meth:`next_reply`), else None; never
+        sleeps and never raises for the ring (None: :meth:`next_reply` will)."""
+        reader = self.reader
+        try:
+            if not reader.pending() and not (spin and self.spinning.worth(spin)
+                                             and spin_until(reader.pending, spin)):
+                return None
+            frame = reader.poll()
+        except (RemoteProtocolError, ValueError):  # ValueError: closed meanwhile
+            return None
+        if frame is not None and spin:
             self.spinning.waited(time.perf_counter() - self._sent_at, spin)
         return frame
 

@@ -87,13 +87,17 @@ class Registry:
         return spec
 
     # -- codecs -------------------------------------------------------------
-    def decode_params(self, code: int, payload: bytes | bytearray | memoryview) -> Params:
+    def params_decoder(self, code: int) -> TypedDecoder:
+        """The (cached) strict decoder of ``code``'s parameters."""
         dec = self._param_decoders.get(code)
         if dec is None:
             spec = self.get(code)
             dec = TypedDecoder(spec.params, max_size=self.max_payload, what=spec.name)
             self._param_decoders[code] = dec
-        value: Params = dec.decode(payload)
+        return dec
+
+    def decode_params(self, code: int, payload: bytes | bytearray | memoryview) -> Params:
+        value: Params = self.params_decoder(code).decode(payload)
         return value
 
     def decode_result(self, code: int, payload: bytes | bytearray | memoryview) -> Any:
