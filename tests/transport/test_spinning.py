@@ -14,11 +14,12 @@ from e2e_support import start_service
 from hypothesis import given, strategies as st
 
 import aether
-from aether.transport.spinning import CAP_IN_SPINS, NEWEST_WEIGHT, AdaptiveSpin
+from aether.transport.spinning import CAP_IN_SPINS, NEWEST_WEIGHT, SPIN_IF_WITHIN, AdaptiveSpin
 
 SPIN = 0.0003
 # Quick waits needed to come back from the worst history (every wait capped).
-QUICK_WAITS_TO_RECOVER = math.ceil(math.log(1 / CAP_IN_SPINS) / math.log(1 - NEWEST_WEIGHT))
+QUICK_WAITS_TO_RECOVER = math.ceil(math.log(SPIN_IF_WITHIN / CAP_IN_SPINS)
+                                   / math.log(1 - NEWEST_WEIGHT))
 
 
 def test_a_new_waiter_spins_and_slow_replies_stop_it() -> None:
