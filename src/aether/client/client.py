@@ -476,7 +476,8 @@ class Client:
             # Nothing was published: the general path grows the rings, waits
             # for room, or raises what the session's state calls for.
             return self.start(params).wait(timeout)
-        frame = mapped.reply_soon(self.spin)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        frame = mapped.first_reply(self.spin, deadline)
         if frame is not None:
             kind, reply_id, status, payload = frame
             if kind == _DONE and reply_id == op_id and status == _OK:
@@ -493,7 +494,6 @@ class Client:
         op = Operation(self, op_id, spec.name, code, None)
         op._idempotent = spec.idempotent  # type: ignore[attr-defined]
         self._current = op
-        deadline = None if timeout is None else time.monotonic() + timeout
         self._drive_mapped(op, timeout, deadline, first=frame)
         return op.wait(timeout)
 

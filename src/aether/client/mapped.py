@@ -166,6 +166,39 @@ class MappedCalls:
             self.spinning.waited(time.perf_counter() - self._sent_at, spin)
         return frame
 
+    def first_reply(self, spin: float, deadline: float | None) -> Frame | None:
+        """The next reply frame, waited for as :meth:`next_reply` does (spin,
+        then sleep on the doorbell), or None where next_reply would raise or
+        return something else: a datagram on the control socket, the deadline,
+        a bad ring, a closed region. None consumes nothing, so the caller's
+        general path finds the same and reports it.
+
+        Kept apart from next_reply for the short call path: after a sleep the
+        interpreter runs cold, and every layer skipped then counts double.
+        """
+        frame = self.reply_soon(spin)
+        if frame is not None:
+            return frame
+        reader = self.reader
+        watch = (self._sock_fd,)
+        try:
+            while True:
+                remaining = None
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return None
+                ready = self.side.sleep(reader.pending, watch, remaining)
+                frame = reader.poll()
+                if frame is not None:
+                    if spin:
+                        self.spinning.waited(time.perf_counter() - self._sent_at, spin)
+                    return frame
+                if ready:
+                    return None
+        except (RemoteProtocolError, ValueError):
+            return None
+
     def _wait_reply(self, deadline: float | None, spin: float) -> Frame:
         reader = self.reader
         if spin and self.spinning.worth(spin) and spin_until(reader.pending, spin):

@@ -11,8 +11,9 @@ calls/s with one client, 2,462 with sixteen, on the memory transport).
 So a waiter spins only while the replies it has seen lately came within
 its spin time: it keeps a moving average of how long it waited (spinning
 or sleeping, from its send to the reply) and spins when that average fits
-well within the spin (``SPIN_IF_WITHIN``). Waits are measured whether or not it spun, so a waiter that
-stopped spinning starts again once replies are quick again.
+well within the spin (``SPIN_IF_WITHIN``). Waits are measured whether or
+not it spun, so a waiter that stopped spinning starts again once replies
+are quick again.
 """
 
 from __future__ import annotations
