@@ -547,11 +547,13 @@ class Session:
             self._finish(op)
             return True
         size = len(buffer)
-        if size > mapping.replies.capacity or size > TRIM_THRESHOLD:
+        if size > mapping.replies.capacity:
             op.result = result
             op.finished = True
-            self._finish(op)  # RESULT_TOO_LARGE, or the trim timer for big buffers
+            self._finish(op)  # RESULT_TOO_LARGE, with the size it needs
             return True
+        if size > TRIM_THRESHOLD:
+            self._trim_at = time.monotonic() + TRIM_AFTER
         self.running = None
         self._busy_replies = 0
         mapping.ops.finished(op_id, _OK)
