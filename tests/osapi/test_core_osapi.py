@@ -44,6 +44,23 @@ class TestPrivateBlock:
             assert _mapping_of(block).perms.startswith("r--")
             assert bytes(block.view[:4]) == b"abcd"
 
+    @pytest.mark.parametrize("length", [1, osapi.PAGE_SIZE, osapi.PAGE_SIZE + 1])
+    def test_a_writable_prefix_opens_only_its_own_pages(self, length):
+        with osapi.PrivateBlock(8 * osapi.PAGE_SIZE, osapi.PROT_READ) as block:
+            opened = osapi.round_to_pages(length)
+            with block.writable(length) as view:
+                view[length - 1] = 7
+                maps = osapi.mappings_covering(osapi.read_maps(os.getpid()),
+                                               block.address, block.size)
+                perms = {(m.start - block.address, m.end - block.address): m.perms[:3]
+                         for m in maps}
+                assert perms == {(0, opened): "rw-", (opened, block.size): "r--"}
+            assert block.prot == osapi.PROT_READ
+            maps = osapi.mappings_covering(osapi.read_maps(os.getpid()),
+                                           block.address, block.size)
+            assert {m.perms[:3] for m in maps} == {"r--"}
+            assert block.view[length - 1] == 7
+
     def test_pattern_fill_and_check(self):
         with osapi.PrivateBlock(8192, osapi.PROT_READ) as block:
             block.fill_pattern(0x1337D00D)

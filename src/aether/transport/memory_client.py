@@ -8,6 +8,8 @@ ever executable (seed step 1).
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 from aether import osapi, wire
 from aether.errors import RemoteProtocolError
 from aether.wire import ParamHeader, ReturnHeader
@@ -23,6 +25,7 @@ class MemoryClientSide:
         except BaseException:
             self.param.close()
             raise
+        self._loan_window: AbstractContextManager[memoryview] | None = None
 
     @property
     def param_capacity(self) -> int:
@@ -47,7 +50,7 @@ class MemoryClientSide:
         if n > self.param_capacity:
             raise ValueError(f"parameters of {n} bytes exceed the block ({self.param_capacity})")
         header = ParamHeader.for_payload(op_id, op_code, payload)
-        with self.param.writable() as view:
+        with self.param.writable(wire.HEADER_SIZE + n) as view:
             view[wire.HEADER_SIZE:wire.HEADER_SIZE + n] = payload
             view[:wire.HEADER_SIZE] = header.pack()
 
@@ -57,8 +60,11 @@ class MemoryClientSide:
         :meth:`abandon_loan`, so a bulk parameter is written once."""
         if n > self.param_capacity:
             raise ValueError(f"parameters of {n} bytes exceed the block ({self.param_capacity})")
-        self.param.protect(osapi.PROT_READ | osapi.PROT_WRITE)
-        return self.param.view[wire.HEADER_SIZE:wire.HEADER_SIZE + n]
+        self.abandon_loan()
+        window = self.param.writable(wire.HEADER_SIZE + n)
+        view = window.__enter__()
+        self._loan_window = window
+        return view[wire.HEADER_SIZE:wire.HEADER_SIZE + n]
 
     def commit_loan(self, op_id: int, op_code: int, n: int) -> None:
         """Step O1 for a loan: the payload is in place; the header goes last."""
@@ -68,10 +74,13 @@ class MemoryClientSide:
                                              view[wire.HEADER_SIZE:wire.HEADER_SIZE + n])
             view[:wire.HEADER_SIZE] = header.pack()
         finally:
-            self.param.protect(osapi.PROT_READ)
+            self.abandon_loan()
 
     def abandon_loan(self) -> None:
-        self.param.protect(osapi.PROT_READ)
+        """Make the loaned pages read-only again (idempotent)."""
+        window, self._loan_window = self._loan_window, None
+        if window is not None:
+            window.__exit__(None, None, None)
 
     def read_return(self, op_id: int) -> tuple[ReturnHeader, memoryview]:
         """Operation step O4: check op id, length and crc.
