@@ -5,6 +5,8 @@ once replies are quick again."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import aether_testsvc
@@ -14,6 +16,9 @@ from e2e_support import start_service
 from hypothesis import given, strategies as st
 
 import aether
+from aether import osapi
+from aether.testing.waiting import wait_until
+from aether.transport import spinning
 from aether.transport.spinning import CAP_IN_SPINS, NEWEST_WEIGHT, SPIN_IF_WITHIN, AdaptiveSpin
 
 SPIN = 0.0003
@@ -57,3 +62,32 @@ def test_a_client_stops_spinning_on_a_slow_service(runtime_dir: Path, transport:
             assert client.echo(b"after") == b"after"
     finally:
         svc.kill()
+
+
+def _fresh_cpu_to_spare() -> bool:
+    spinning._cpu_checked_at = float("-inf")  # skip the cached reading
+    return spinning.cpu_to_spare()
+
+
+def test_the_machine_count_of_runnable_tasks_includes_the_caller() -> None:
+    runnable = osapi.runnable_tasks()
+    assert runnable is not None and runnable >= 1
+
+
+def test_waiters_stop_spinning_while_the_cpus_are_all_busy() -> None:
+    """More busy processes than CPUs: a spinner would only take a CPU from
+    its peer, so should_spin says no even with a perfect history."""
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(osapi.online_cpus() + 1)]
+    try:
+        waiter = AdaptiveSpin()
+        assert waiter.worth(SPIN)
+        wait_until(lambda: not _fresh_cpu_to_spare(), 20,
+                   "the runnable tasks to outnumber the CPUs", watch_pid=busy[0].pid)
+        assert not waiter.should_spin(SPIN)
+    finally:
+        for proc in busy:
+            proc.kill()
+        for proc in busy:
+            proc.wait(10)
+    spinning._cpu_checked_at = float("-inf")

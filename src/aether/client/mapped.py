@@ -156,7 +156,7 @@ class MappedCalls:
         sleeps and never raises for the ring (None: :meth:`next_reply` will)."""
         reader = self.reader
         try:
-            if not reader.pending() and not (spin and self.spinning.worth(spin)
+            if not reader.pending() and not (spin and self.spinning.should_spin(spin)
                                              and spin_until(reader.pending, spin)):
                 return None
             frame = reader.poll()
@@ -201,7 +201,7 @@ class MappedCalls:
 
     def _wait_reply(self, deadline: float | None, spin: float) -> Frame:
         reader = self.reader
-        if spin and self.spinning.worth(spin) and spin_until(reader.pending, spin):
+        if spin and self.spinning.should_spin(spin) and spin_until(reader.pending, spin):
             frame = reader.poll()
             if frame is not None:
                 return frame

@@ -73,5 +73,9 @@ from .procmaps import (
     read_maps as read_maps,
 )
 from .procmem import ProcessMemory as ProcessMemory, Region as Region
-from .sched import one_cpu_with as one_cpu_with
+from .sched import (
+    one_cpu_with as one_cpu_with,
+    online_cpus as online_cpus,
+    runnable_tasks as runnable_tasks,
+)
 from .sharedmap import SharedView as SharedView

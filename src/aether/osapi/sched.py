@@ -23,3 +23,28 @@ def one_cpu_with(pid: int) -> bool:
     except OSError:
         return False
     return len(cpus) <= 1
+
+
+_loadavg_fd: int | None = None
+
+
+def runnable_tasks() -> int | None:
+    """Tasks of the whole machine running or ready to run right now, the
+    caller included (the fourth field of ``/proc/loadavg``, "running/total").
+
+    The file stays open: a ``pread`` of it costs about 2 µs where opening it
+    costs about 19, and spinners ask often. None when it cannot be read.
+    """
+    global _loadavg_fd
+    try:
+        if _loadavg_fd is None:
+            _loadavg_fd = os.open("/proc/loadavg", os.O_RDONLY | os.O_CLOEXEC)
+        fields = os.pread(_loadavg_fd, 128, 0).split()
+        return int(fields[3].split(b"/")[0])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def online_cpus() -> int:
+    """CPUs of the machine (at least 1)."""
+    return os.cpu_count() or 1

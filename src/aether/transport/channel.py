@@ -163,7 +163,7 @@ class Channel:
             raise ClosedResourceError("channel is closed")
         want = size or self.max_datagram
         if spin > 0.0:
-            data = self._spin(want, spin) if self._spinning.worth(spin) else None
+            data = self._spin(want, spin) if self._spinning.should_spin(spin) else None
             if data is None:
                 data = self._wait(want, timeout, extra_fds)
             self._spinning.waited(time.perf_counter() - self._sent_at, spin)

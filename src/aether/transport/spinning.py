@@ -8,15 +8,28 @@ may need: with more clients than cores (``aether bench``'s 16 clients,
 reply comes later, and the service's throughput collapses (measured: 3,960
 calls/s with one client, 2,462 with sixteen, on the memory transport).
 
-So a waiter spins only while the replies it has seen lately came within
-its spin time: it keeps a moving average of how long it waited (spinning
-or sleeping, from its send to the reply) and spins when that average fits
-well within the spin (``SPIN_IF_WITHIN``). Waits are measured whether or
-not it spun, so a waiter that stopped spinning starts again once replies
-are quick again.
+So a waiter spins only when both hold:
+
+- the replies it has seen lately came within its spin time: it keeps a
+  moving average of how long it waited (spinning or sleeping, from its send
+  to the reply). Waits are measured whether or not it spun, so a waiter
+  that stopped spinning starts again once replies are quick again;
+- a CPU is there to spare: the machine's runnable tasks, the waiter
+  included, do not outnumber its CPUs (``/proc/loadavg``, read at most every
+  ``CPU_CHECK_EVERY``). A lone client and its service are two tasks on two
+  CPUs and spin; four clients of one service on two CPUs sleep and leave
+  the CPU to the service.
+
+The history alone could not tell these apart: a lone memory-transport
+client waits 150-250 µs and gains from spinning through it (sleeping cost
+it 147 -> 354 µs p50), while four clients wait as long and lose by it.
 """
 
 from __future__ import annotations
+
+import time
+
+from aether import osapi
 
 # Weight of the newest wait in the moving average (1/8, as TCP's srtt).
 NEWEST_WEIGHT = 0.125
@@ -24,13 +37,25 @@ NEWEST_WEIGHT = 0.125
 # so a handful of quick replies brings spinning back.
 CAP_IN_SPINS = 4.0
 # Spin only while the expected wait is within this share of the spin time.
-# At 1 (spin whenever the reply is expected within the spin) four clients of
-# one service on two cores kept spinning through waits of 100-300 µs and took
-# the service's CPU: `aether bench run`'s 4-client rows fell below one
-# client's (memory 3,373 vs 5,303 calls/s). At 1/4 they sleep instead and
-# reach 5,483 (memory) and 12,343 (mapping, from 8,864); a lone client's
-# waits (15-200 µs on a 300 µs spin) still spin.
-SPIN_IF_WITHIN = 0.25
+SPIN_IF_WITHIN = 1.0
+# How long one reading of the machine's runnable tasks is trusted (seconds):
+# a read costs ~2 µs, a spinning round trip ~20.
+CPU_CHECK_EVERY = 0.005
+
+_cpu_checked_at = float("-inf")
+_cpu_spare = True
+
+
+def cpu_to_spare() -> bool:
+    """Whether the machine has a CPU for a spinner: its runnable tasks (the
+    caller among them) are no more than its CPUs. True when unreadable."""
+    global _cpu_checked_at, _cpu_spare
+    now = time.monotonic()
+    if now - _cpu_checked_at >= CPU_CHECK_EVERY:
+        runnable = osapi.runnable_tasks()
+        _cpu_spare = runnable is None or runnable <= osapi.online_cpus()
+        _cpu_checked_at = now
+    return _cpu_spare
 
 
 class AdaptiveSpin:
@@ -44,6 +69,11 @@ class AdaptiveSpin:
     def worth(self, spin: float) -> bool:
         """Whether spinning up to ``spin`` seconds is likely to find the reply."""
         return self.expected <= spin * SPIN_IF_WITHIN
+
+    def should_spin(self, spin: float) -> bool:
+        """Whether to spin now: the reply is likely within ``spin`` and a
+        CPU is free to spin on."""
+        return self.expected <= spin * SPIN_IF_WITHIN and cpu_to_spare()
 
     def waited(self, seconds: float, spin: float) -> None:
         """Record one wait, from the request sent to the reply received."""
