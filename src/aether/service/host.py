@@ -294,6 +294,9 @@ class Service:
         self.fd_limit = osapi.raise_fd_limit()
         osapi.pin_mmap_threshold()  # RSS that follows use (osapi/malloc.py)
         osapi.limit_arenas()  # one arena: free memory any thread can reuse
+        # Spinners read /proc/loadavg through a handle kept open; open it now so
+        # the descriptors counted from READY on are the steady set.
+        osapi.runnable_tasks()
         switch_interval = sys.getswitchinterval()
         if self.limits.gil_switch_interval:
             sys.setswitchinterval(self.limits.gil_switch_interval)
