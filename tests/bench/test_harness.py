@@ -98,6 +98,20 @@ def test_json_schema_and_figures(report, tmp_path: Path) -> None:
     assert rss["raw.seqpacket"]["rss_bytes"] > 0
 
 
+def test_mapping_bulk_is_measured_with_and_without_the_payload_crc(report) -> None:
+    from aether.bench.goals import evaluate
+
+    row = next(r for r in report.results if r["mechanism"] == "aether.mapping.spin"
+               and r["kind"] == "throughput" and r["payload_bytes"] == MiB)
+    assert row["gbps"] > 0 and row["gbps_payload_unchecked"] > 0, row
+    assert "checksum=False" in row["note"]
+    big = dict(row, payload_bytes=64 * MiB)
+    memcpy = {"mechanism": "floor.memcpy", "kind": "throughput", "payload_bytes": 64 * MiB,
+              "pinning": "unpinned", "clients": 1, "gbps": row["gbps_payload_unchecked"] * 2}
+    (goal,) = [g for g in evaluate([big, memcpy], [], 2) if "checksum=False" in g["goal"]]
+    assert goal["measured"] == 0.5 and goal["verdict"] == "not met"
+
+
 def test_memory_bulk_note_says_how_it_was_measured(report) -> None:
     from aether.bench.mechanisms import sink_available
 

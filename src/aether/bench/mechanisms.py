@@ -80,6 +80,8 @@ class Served:
     spec: dict[str, Any] | None = None  # how a load-generator process connects
     note: str = ""
     rss_note: str = ""
+    # bulk again without the payload crc (a mapping loan's checksum=False)
+    connect_unchecked: Callable[[], Endpoint] | None = None
 
 
 @dataclass
@@ -431,7 +433,7 @@ class AetherEndpoint(Endpoint):
     ``Client.loan`` (the payload is written once, in place) where the build has it."""
 
     def __init__(self, path: str, transport: str, spin: float | None, capacity: int,
-                 op: str, loan: bool = False) -> None:
+                 op: str, loan: bool = False, checksum: bool = True) -> None:
         from aether.client import Client
         from aether.wire import HEADER_SIZE
 
@@ -441,6 +443,7 @@ class AetherEndpoint(Endpoint):
                              **extra)
         self.op = op
         self.loan = loan and op == "aether.sink" and hasattr(self.client, "loan")
+        self.checksum = checksum
 
     def caller(self, payload: bytes) -> Callable[[], object]:
         spec = self.client.registry.by_name(self.op)
@@ -448,9 +451,10 @@ class AetherEndpoint(Endpoint):
         call = self.client.call
         if self.loan:
             empty, n, lend = spec.params(data=b""), len(payload), self.client.loan
+            checksum = self.checksum
 
             def loaned() -> bytes:
-                with lend(empty, n) as loan:
+                with lend(empty, n, checksum=checksum) as loan:
                     loan.buffer[:] = payload
                     loan.call()
                 return b"k"
@@ -549,11 +553,16 @@ class AetherVariant(Mechanism):
                     "aether.sink, plain call (this build has no Client.loan)")
         pin_process(svc.pid, server_cpus)
         path = str(svc.socket_path)
+        unchecked = None
+        if sink and self.loan and self.transport == "mapping" and op == "aether.sink":
+            def unchecked() -> Endpoint:
+                return AetherEndpoint(path, self.transport, self.client_spin, capacity, op,
+                                      True, checksum=False)
         try:
             yield Served(
                 lambda: AetherEndpoint(path, self.transport, self.client_spin, capacity, op,
                                        self.loan),
-                pid=svc.pid, note=note,
+                pid=svc.pid, note=note, connect_unchecked=unchecked,
                 spec={"kind": "aether", "path": path, "transport": self.transport,
                       "spin": self.client_spin, "op": op, "capacity": capacity,
                       "loan": self.loan})
