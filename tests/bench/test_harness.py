@@ -104,7 +104,14 @@ def test_mapping_bulk_is_measured_with_and_without_the_payload_crc(report) -> No
     row = next(r for r in report.results if r["mechanism"] == "aether.mapping.spin"
                and r["kind"] == "throughput" and r["payload_bytes"] == MiB)
     assert row["gbps"] > 0 and row["gbps_payload_unchecked"] > 0, row
-    assert "checksum=False" in row["note"]
+    from rich.console import Console
+
+    from aether.bench.render import throughput_table
+
+    console = Console(width=200, record=True)
+    mechs = [m for m in all_mechanisms() if m.id == "aether.mapping.spin"]
+    console.print(throughput_table(report, mechs, [MiB]))
+    assert "aether.mapping.spin, checksum=False" in console.export_text()
     big = dict(row, payload_bytes=64 * MiB)
     memcpy = {"mechanism": "floor.memcpy", "kind": "throughput", "payload_bytes": 64 * MiB,
               "pinning": "unpinned", "clients": 1, "gbps": row["gbps_payload_unchecked"] * 2}

@@ -297,8 +297,6 @@ class Runner:
                 row["gbps_payload_unchecked_skipped"] = _failure(exc)
             else:
                 row["gbps_payload_unchecked"] = round(unchecked["gbps"], 3)
-                row["note"] = (row.get("note", "") + f"; {unchecked['gbps']:.2f} GB/s with "
-                               "checksum=False (no payload crc)").lstrip("; ")
         return row
 
     def _bulk_runs(self, connect: Callable[[], Any], size: int) -> dict[str, float]:
