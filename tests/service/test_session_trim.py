@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,6 +14,7 @@ import pytest
 import aether
 from aether.service import OperationContext
 from aether.service.session import TRIM_THRESHOLD
+from aether.testing.inprocess import serving_in_thread
 from aether.testing.waiting import wait_until
 
 MiB = 1024 * 1024
@@ -40,26 +38,10 @@ def _service() -> aether.Service:
     return svc
 
 
-@contextmanager
-def serving(svc: aether.Service, path: Path) -> Iterator[None]:
-    ready = threading.Event()
-    thread = threading.Thread(
-        target=svc.serve, args=(path,),
-        kwargs={"install_signal_handlers": False, "on_ready": lambda _p: ready.set()},
-        daemon=True)
-    thread.start()
-    try:
-        assert ready.wait(20), "service did not start"
-        yield
-    finally:
-        svc.stop()
-        thread.join(20)
-
-
 @pytest.mark.parametrize("transport", ["mapping", "memory", "socket"])
 def test_idle_session_gives_back_its_large_result_buffer(tmp_path: Path, transport: str) -> None:
     svc = _service()
-    with serving(svc, tmp_path / "t.ctl"), \
+    with serving_in_thread(svc, tmp_path / "t.ctl"), \
             aether.Client(tmp_path / "t.ctl", schema=schema, transport=transport,
                           block_size=4 * MiB) as client:
         assert client.call(Big(size=2 * MiB)) == b"\x01" * (2 * MiB)
