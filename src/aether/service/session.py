@@ -88,7 +88,6 @@ class _EndSession(Exception):
 
 
 _EXECUTE = int(FrameKind.EXECUTE)
-_DONE = int(FrameKind.DONE)
 _OK = int(Status.OK)
 # Built-ins whose parameters are decoded as views of the received payload.
 _IN_PLACE = {code: TypedDecoder(t, max_size=1 << 40, what=t.__name__)
@@ -557,15 +556,7 @@ class Session:
         self.running = None
         self._busy_replies = 0
         mapping.ops.finished(op_id, _OK)
-        with self._lock:
-            try:
-                mapping.replies.put(_DONE, op_id, _OK, buffer)
-                full = False
-            except rings.RingFull:
-                full = True
-        if full:
-            self._reply_slowly(mapping, FrameKind.DONE, op_id, _OK, buffer)
-        mapping.ring_peer()
+        self._reply(FrameKind.DONE, op_id, _OK, buffer)
         self.host.operation_finished(spec, Status.OK)
         return True
 
