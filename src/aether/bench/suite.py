@@ -19,7 +19,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -235,14 +235,8 @@ class Runner:
         payload = make_payload(size)
         runs, kept = [], []
         try:
-            for _ in range(self.config.repeats):
-                with time_limit(60 + count * 0.005):
-                    ep = served.connect()
-                    try:
-                        ep.check(payload, sink=False)
-                        samples = ep.samples(payload, warmup, count)
-                    finally:
-                        ep.close()
+            for samples in self._timed_runs(served.connect, payload, False, warmup, count,
+                                            60 + count * 0.005):
                 summary = summarize_ns(samples)
                 runs.append(summary)
                 kept.append((summary["p50_us"], samples))
@@ -302,20 +296,26 @@ class Runner:
     def _bulk_runs(self, connect: Callable[[], Any], size: int) -> dict[str, float]:
         """GB/s and latency of one-way transfers of ``size``: the median of the runs."""
         warmup, reps = self.config.bulk_counts[size]
-        payload = make_payload(size)
         runs = []
-        for _ in range(self.config.repeats):
-            with time_limit(120):
-                ep = connect()
-                try:
-                    ep.check(payload, sink=True)
-                    samples = ep.samples(payload, warmup, reps)
-                finally:
-                    ep.close()
+        for samples in self._timed_runs(connect, make_payload(size), True, warmup, reps, 120):
             s = summarize_ns(samples)
             s["gbps"] = size / (s["p50_us"] * 1e-6) / 1e9
             runs.append(s)
         return median_of(runs)
+
+    def _timed_runs(self, connect: Callable[[], Any], payload: bytes, sink: bool,
+                    warmup: int, count: int, limit: float) -> Iterator[list[int]]:
+        """The samples of each repeat: a fresh connection, one verified call,
+        ``warmup`` untimed calls, ``count`` timed ones, all within ``limit`` s."""
+        for _ in range(self.config.repeats):
+            with time_limit(limit):
+                ep = connect()
+                try:
+                    ep.check(payload, sink=sink)
+                    samples = ep.samples(payload, warmup, count)
+                finally:
+                    ep.close()
+            yield samples
 
     # -- concurrent clients -----------------------------------------------------------
     def _concurrency(self, mech: Mechanism) -> None:
