@@ -18,6 +18,16 @@ need_apt=()
 if ! "$python" -c 'import venv, ensurepip' >/dev/null 2>&1; then
     need_apt+=(python3-venv)
 fi
+# The mapping transport's ring extension (src/aether/wire/_ringc.c) is
+# compiled at install: a C compiler and the interpreter's headers. Without
+# them pip still installs the package, with the slower Python rings.
+if ! command -v cc >/dev/null 2>&1; then
+    need_apt+=(gcc)
+fi
+if ! "$python" -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+    need_apt+=(python3-dev)
+fi
 # Debian packages per extra (added as extras grow).
 case ",$extras," in
     *,test,*) ;;

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -9,6 +11,18 @@ from aether.errors import RemoteProtocolError
 from aether.wire import ErrorCode, FrameKind, Status, rings
 
 RING = 4096
+
+
+@pytest.fixture(autouse=True, scope="module", params=["native", "python"])
+def implementation(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs on the C ring paths and on the Python ones."""
+    if request.param == "native" and not rings.NATIVE:
+        pytest.skip("the C extension is not built")
+    with pytest.MonkeyPatch.context() as mp:
+        if request.param == "python":
+            mp.setattr(rings, "RingWriter", rings.PyRingWriter)
+            mp.setattr(rings, "RingReader", rings.PyRingReader)
+        yield request.param
 
 
 def region(ring_size: int = RING) -> tuple[memoryview, memoryview, memoryview]:

@@ -17,9 +17,9 @@ maps the memory and does the waiting:
 "Announce, re-check" and "publish, look" are the two halves of Dekker's
 pattern: each side stores one word and loads the other, and x86's store
 buffer may let the load pass the store, which would lose a wake-up. Both
-sides therefore put a full barrier in between; Python has no fence, but an
-uncontended ``threading.Lock`` acquire/release is a ``lock cmpxchg`` pair in
-glibc's semaphores, which is one (``_fence``).
+sides therefore put a full barrier in between: the ring extension's
+``mfence``, or where it was not built an uncontended ``threading.Lock``
+acquire/release, a ``lock cmpxchg`` pair in glibc's semaphores (``_fence``).
 """
 
 from __future__ import annotations
@@ -35,10 +35,14 @@ from aether.wire import rings
 _fence_lock = threading.Lock()
 
 
-def _fence() -> None:
+def _lock_fence() -> None:
     """A full memory barrier (see the module docstring)."""
     _fence_lock.acquire()
     _fence_lock.release()
+
+
+# The ring extension's mfence where it was built (0.03 µs against 0.15).
+_fence: Callable[[], None] = rings.fence or _lock_fence
 
 
 class MappedRegion:

@@ -46,10 +46,12 @@ to a slower path.
 
 from __future__ import annotations
 
+import importlib
+import os
 import struct
 import zlib
 from collections.abc import Callable
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 from aether.errors import RemoteProtocolError
 
@@ -180,36 +182,28 @@ class RingFull(Exception):
     """No room in the ring now (the consumer has not caught up); try again later."""
 
 
-class RingWriter:
-    """The producer's end of one ring.
+class _WriterMethods:
+    """What both producers share: the loan API (:meth:`reserve`,
+    :meth:`commit`) and the rare cases of :meth:`put`. The hot
+    :meth:`put` itself is :class:`PyRingWriter`'s or the C extension's.
 
     ``ctl`` is the control area cast to 'Q', ``data`` the ring's bytes.
     ``head_word``/``tail_word`` are the indices in ``ctl``. The head lives
     here (``self.head``) and is only ever *written* to the region.
     """
 
-    __slots__ = (
-        "_ctl",
-        "_data",
-        "_head_word",
-        "_pos",
-        "_size",
-        "_tail_word",
-        "_wrap_from",
-        "head",
-        "seq",
-    )
+    if not TYPE_CHECKING:  # the cores have the slots; mypy reads the annotations below
+        __slots__ = ()
 
-    def __init__(self, ctl: memoryview, data: memoryview, head_word: int, tail_word: int) -> None:
-        self._ctl = ctl
-        self._data = data
-        self._size = len(data)
-        self._head_word = head_word
-        self._tail_word = tail_word
-        self.head = 0
-        self.seq = 1
-        self._pos = -1
-        self._wrap_from = -1
+    _ctl: memoryview
+    _data: memoryview
+    _size: int
+    _head_word: int
+    _tail_word: int
+    _pos: int
+    _wrap_from: int
+    head: int
+    seq: int
 
     @property
     def capacity(self) -> int:
@@ -292,6 +286,43 @@ class RingWriter:
         self.head = head
         self._ctl[self._head_word] = head
 
+    def _put_slow(self, kind: int, op_id: int, arg: int,
+                  payload: bytes | bytearray | memoryview = b"") -> None:
+        """:meth:`put`'s rare cases (a wrap, a full ring, a bad tail): raises
+        RingFull or ValueError, or loans and commits."""
+        n = len(payload)
+        view = self.reserve(n)
+        if n:
+            view[:] = payload
+        self.commit(kind, op_id, arg, n)
+
+
+class PyRingWriter(_WriterMethods):
+    """The producer's end of one ring, in Python (see :data:`RingWriter`)."""
+
+    __slots__ = (
+        "_ctl",
+        "_data",
+        "_head_word",
+        "_pos",
+        "_size",
+        "_tail_word",
+        "_wrap_from",
+        "head",
+        "seq",
+    )
+
+    def __init__(self, ctl: memoryview, data: memoryview, head_word: int, tail_word: int) -> None:
+        self._ctl = ctl
+        self._data = data
+        self._size = len(data)
+        self._head_word = head_word
+        self._tail_word = tail_word
+        self.head = 0
+        self.seq = 1
+        self._pos = -1
+        self._wrap_from = -1
+
     def put(self, kind: int, op_id: int, arg: int,
             payload: bytes | bytearray | memoryview = b"") -> None:
         """Copy one frame in and publish it (raises RingFull, ValueError).
@@ -307,10 +338,7 @@ class RingWriter:
         pos = head % size
         tail: int = self._ctl[self._tail_word]
         if pos + span > size or head + span - tail > size or tail > head or tail & 7:
-            view = self.reserve(n)  # wrap, full or a bad tail: raises or loans
-            if n:
-                view[:] = payload
-            self.commit(kind, op_id, arg, n)
+            self._put_slow(kind, op_id, arg, payload)  # wrap, full or a bad tail
             return
         data = self._data
         start = pos + FRAME_SIZE
@@ -326,9 +354,9 @@ class RingWriter:
         self._ctl[self._head_word] = head
 
 
-class RingReader:
-    """The consumer's end of one ring; the tail lives here and is only
-    ever written to the region."""
+class PyRingReader:
+    """The consumer's end of one ring, in Python (see :data:`RingReader`);
+    the tail lives here and is only ever written to the region."""
 
     __slots__ = (
         "_ctl",
@@ -419,6 +447,36 @@ class RingReader:
             self._next = -1
             self.tail = nxt
             self._ctl[self._tail_word] = nxt
+
+
+
+# The C extension (aether/wire/_ringc.c) does the same per-frame work in a
+# few hundred nanoseconds where Python takes microseconds; the Python classes
+# above are the specification and serve where it was not built.
+# AETHER_PURE_PYTHON_RINGS=1 forces them (for comparisons and debugging).
+_native: Any = None
+if not os.environ.get("AETHER_PURE_PYTHON_RINGS"):
+    try:
+        _native = importlib.import_module("aether.wire._ringc")
+    except ImportError:  # pragma: no cover - built by the package's install
+        _native = None
+
+if TYPE_CHECKING or _native is None:
+    RingWriter = PyRingWriter
+    RingReader = PyRingReader
+    NATIVE = False
+    fence: Callable[[], None] | None = None
+else:
+    _native.configure(corrupt=_corrupt, crc32=_crc32)
+
+    class RingWriter(_WriterMethods, _native.WriterCore):
+        """The producer's end of one ring: ``put`` in C, the rest above."""
+
+        __slots__ = ()
+
+    RingReader = _native.RingReader
+    NATIVE = True
+    fence = _native.fence  # a full barrier (mfence), for the doorbells' Dekker pattern
 
 
 def request_reader(ctl: memoryview, data: memoryview) -> RingReader:

@@ -1,0 +1,138 @@
+"""The C ring paths (aether/wire/_ringc.c) against the Python specification.
+
+Both implementations run the same operations on two copies of a region,
+hostile ones included (flipped bytes, scribbled indices), and must leave
+identical bytes, identical indices and identical results or errors.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from typing import Any
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from aether.wire import FrameKind, rings
+
+needs_native = pytest.mark.skipif(not rings.NATIVE, reason="the C extension is not built")
+
+RING = 8192  # small enough to wrap often; frames up to 3000 B cross CRC_IN_C_MAX
+
+
+def test_the_test_install_built_the_extension() -> None:
+    # The test extra installs a compiler (scripts/install.sh), so a missing
+    # extension there means a broken build, not a machine without gcc.
+    if os.environ.get("AETHER_PURE_PYTHON_RINGS"):
+        pytest.skip("AETHER_PURE_PYTHON_RINGS is set")
+    assert rings.RingReader is not rings.PyRingReader
+    assert rings.RingWriter is not rings.PyRingWriter
+
+
+@needs_native
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=5000))
+def test_crc32_matches_zlib(data: bytes) -> None:
+    native: Any = rings._native
+    assert native.crc32(data) == zlib.crc32(data)
+
+
+class Side:
+    """One implementation's writer and reader over its own region."""
+
+    def __init__(self, writer_cls: Any, reader_cls: Any) -> None:
+        self.mem = memoryview(bytearray(rings.region_size(RING)))
+        self.ctl = self.mem[:rings.CONTROL_BYTES].cast("Q")
+        rings.init_control(self.ctl, RING)
+        data = self.mem[rings.CONTROL_BYTES:rings.CONTROL_BYTES + RING]
+        self.writer = writer_cls(self.ctl, data, rings.W_REQ_HEAD, rings.W_REQ_TAIL)
+        self.reader = reader_cls(self.ctl, data, rings.W_REQ_HEAD, rings.W_REQ_TAIL,
+                                 frozenset({int(FrameKind.EXECUTE), int(FrameKind.CANCEL)}))
+
+    def apply(self, op: tuple[Any, ...]) -> Any:
+        try:
+            return self._apply(op)
+        except Exception as exc:
+            return type(exc).__name__, str(exc)
+
+    def _apply(self, op: tuple[Any, ...]) -> Any:
+        name = op[0]
+        if name == "put":
+            _, kind, op_id, arg, payload = op
+            return self.writer.put(kind, op_id, arg, payload)
+        if name == "loan":
+            _, payload, header_only = op
+            view = self.writer.reserve(len(payload))
+            view[:] = payload
+            flags = rings.FLAG_HEADER_CRC if header_only else 0
+            return self.writer.commit(int(FrameKind.EXECUTE), 9, 1, len(payload), flags)
+        if name == "poll":
+            frame = self.reader.poll()
+            if frame is None:
+                return None
+            kind, op_id, arg, view = frame
+            got = (kind, op_id, arg, bytes(view), self.reader.flags)
+            view.release()
+            self.reader.release()
+            return got
+        if name == "flip":
+            _, offset, xor = op
+            pos = rings.CONTROL_BYTES + offset
+            self.mem[pos] ^= xor
+            return None
+        if name == "scribble":
+            _, word, value = op
+            self.ctl[word] = value
+            return None
+        if name == "nudge":  # an index moved by a little: misaligned, or past the other
+            _, word, delta = op
+            self.ctl[word] = max(0, self.ctl[word] + delta)
+            return None
+        raise AssertionError(name)
+
+    def state(self) -> tuple[Any, ...]:
+        w, r = self.writer, self.reader
+        return (bytes(self.mem), w.head, w.seq, r.tail, r.seq, r.flags, r.pending())
+
+
+_payload = st.one_of(st.binary(max_size=64),
+                     st.integers(0, 3000).map(lambda n: bytes(i % 251 for i in range(n))))
+_op = st.one_of(
+    st.tuples(st.just("put"), st.sampled_from([int(FrameKind.EXECUTE), int(FrameKind.CANCEL),
+                                               int(FrameKind.DONE), 0x10000]),
+              st.integers(0, (1 << 64) - 1), st.integers(0, (1 << 32) - 1), _payload),
+    st.tuples(st.just("loan"), _payload, st.booleans()),
+    st.just(("poll",)),
+    st.just(("poll",)),
+    st.tuples(st.just("flip"), st.integers(0, RING - 1), st.integers(1, 255)),
+    st.tuples(st.just("scribble"), st.sampled_from([rings.W_REQ_HEAD, rings.W_REQ_TAIL]),
+              st.one_of(st.integers(0, 4 * RING), st.integers(0, (1 << 64) - 1))),
+    st.tuples(st.just("nudge"), st.sampled_from([rings.W_REQ_HEAD, rings.W_REQ_TAIL]),
+              st.one_of(st.integers(-64, 64), st.integers(-8, 8).map(lambda k: 8 * k))),
+)
+
+
+@needs_native
+@settings(max_examples=600, deadline=None)
+@given(st.lists(_op, min_size=1, max_size=60))
+def test_c_and_python_rings_agree_on_everything(ops: list[tuple[Any, ...]]) -> None:
+    python = Side(rings.PyRingWriter, rings.PyRingReader)
+    native = Side(rings.RingWriter, rings.RingReader)
+    for op in ops:
+        assert native.apply(op) == python.apply(op), op
+        assert native.state() == python.state(), op
+
+
+@needs_native
+def test_released_region_raises_instead_of_reading_freed_memory() -> None:
+    side = Side(rings.RingWriter, rings.RingReader)
+    side.writer.put(int(FrameKind.EXECUTE), 1, 2, b"x" * 40)
+    side.ctl.release()
+    with pytest.raises(ValueError, match="released"):
+        side.reader.poll()
+    with pytest.raises(ValueError, match="released"):
+        side.writer.put(int(FrameKind.EXECUTE), 2, 2, b"y")
+    with pytest.raises(ValueError, match="released"):
+        side.reader.pending()
+
