@@ -35,7 +35,14 @@ ProgressSink = Callable[[int, int, str, int, int], None]
 
 
 class OperationContext:
-    """Passed to every handler as its second argument."""
+    """Passed to every handler as its second argument.
+
+    Slotted: one is made per operation, and on the mapping transport's short
+    path a ``__dict__`` made it the largest single cost (1.3 against 0.76 µs).
+    """
+
+    __slots__ = ("__weakref__", "_cancel_event", "_cancelled", "_last_permille", "_last_sent",
+                 "_min_interval", "_sink", "caller", "op_id", "op_name", "session_id", "started")
 
     def __init__(
         self,
