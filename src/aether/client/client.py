@@ -39,9 +39,11 @@ from aether.errors import (
 )
 from aether.schema import (
     ErrorInfo,
+    OperationSpec,
     Params,
     ProgressInfo,
     Registry,
+    TypedDecoder,
     builtins as b,
     encode_into,
     spec_of,
@@ -171,6 +173,8 @@ class Client:
         self._session_lost = False
         self._describe_cache: dict[str, b.OperationInfo] | None = None
         self._encode_buffer = bytearray()  # reused: no page faults for large payloads
+        # Params type -> (its spec, checked against the registry; its result decoder)
+        self._short_ops: dict[type, tuple[OperationSpec, TypedDecoder]] = {}
         self.memory: MemoryClientSide | None = None
         self._mapped: MappedCalls | None = None
         self._held: memoryview | None = None  # an in-place result not yet released
@@ -446,11 +450,15 @@ class Client:
         error, a timeout) continues on the general path, from exactly where
         this one stopped, with the same outcome it would have had.
         """
-        spec = spec_of(params)
+        known = self._short_ops.get(type(params))
+        if known is None:
+            spec = spec_of(params)
+            if self.registry.by_code(spec.code) is not spec:
+                raise SchemaError(f"{spec.name} is not in this client's schema")
+            # A registry only grows and never rebinds a code: the check holds for good.
+            known = self._short_ops[type(params)] = (spec, self.registry.result_decoder(spec.code))
+        spec, result_decoder = known
         code = spec.code
-        registry = self.registry
-        if registry.by_code(code) is not spec:
-            raise SchemaError(f"{spec.name} is not in this client's schema")
         mapped = self._mapped
         if mapped is None or self._session_lost or self._closed or self._held is not None \
                 or not self._op_lock.acquire(blocking=False):
@@ -482,7 +490,7 @@ class Client:
             kind, reply_id, status, payload = frame
             if kind == _DONE and reply_id == op_id and status == _OK:
                 try:
-                    result = registry.decode_result(code, payload)
+                    result = result_decoder.decode(payload)
                 except SchemaError:
                     pass  # the general path reports it
                 else:

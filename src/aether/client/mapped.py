@@ -53,10 +53,8 @@ class MappedCalls:
         self._wlock = threading.Lock()
         self.spinning = AdaptiveSpin()
         self._sent_at = 0.0  # perf_counter() of the last request
-
-    @property
-    def param_capacity(self) -> int:
-        return self.writer.capacity
+        # Fixed for this region (growing the rings makes a new MappedCalls).
+        self.param_capacity: int = self.writer.capacity
 
     @property
     def result_capacity(self) -> int:

@@ -101,12 +101,16 @@ class Registry:
         return value
 
     def decode_result(self, code: int, payload: bytes | bytearray | memoryview) -> Any:
+        return self.result_decoder(code).decode(payload)
+
+    def result_decoder(self, code: int) -> TypedDecoder:
+        """The decoder of ``code``'s results (made once, then reused)."""
         dec = self._result_decoders.get(code)
         if dec is None:
             spec = self.get(code)
             dec = TypedDecoder(spec.result, max_size=1 << 40, what=f"{spec.name} result")
             self._result_decoders[code] = dec
-        return dec.decode(payload)
+        return dec
 
     # -- introspection ------------------------------------------------------
     def describe(self) -> list[dict[str, Any]]:

@@ -546,7 +546,7 @@ class Session:
             self._finish(op)
             return True
         size = len(buffer)
-        if size > mapping.replies.capacity:
+        if size > mapping.result_capacity:
             op.result = result
             op.finished = True
             self._finish(op)  # RESULT_TOO_LARGE, with the size it needs

@@ -169,14 +169,11 @@ class MappingServiceSide(_Endpoint):
         self.requests = rings.request_reader(region.ctl, region.request_bytes)
         self.replies = rings.reply_writer(region.ctl, region.reply_bytes)
         self.ops = rings.ServiceRingOps(last_op_id)
+        self.result_capacity: int = self.replies.capacity  # fixed for this region
 
     def fds(self) -> list[int]:
         """The descriptors MAP_READY carries: memfd, request doorbell, reply doorbell."""
         return [self.region.fd, self.my_efd, self.peer_efd]
-
-    @property
-    def result_capacity(self) -> int:
-        return self.replies.capacity
 
 
 class MappingClientSide(_Endpoint):
