@@ -63,6 +63,7 @@ from .prctl import (
     clear_ptracer as clear_ptracer,
     is_dumpable as is_dumpable,
     set_dumpable as set_dumpable,
+    set_parent_death_signal as set_parent_death_signal,
     set_ptracer as set_ptracer,
     yama_ptrace_scope as yama_ptrace_scope,
 )

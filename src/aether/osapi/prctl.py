@@ -1,11 +1,14 @@
-"""prctl(2) calls the handshake needs: Yama's ptracer exception and dumpability."""
+"""prctl(2) calls: Yama's ptracer exception and dumpability (the handshake),
+and the parent-death signal (processes a test harness starts)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ._libc import libc, raise_errno
 
+PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_GET_DUMPABLE = 3
 PR_SET_PTRACER = 0x59616D61  # "Yama"
@@ -50,3 +53,14 @@ def is_dumpable() -> bool:
     if res < 0:
         raise_errno("prctl(PR_GET_DUMPABLE)")
     return bool(res == 1)
+
+
+def set_parent_death_signal(sig: int, *, parent: int) -> None:
+    """Have the kernel send ``sig`` to this process when the thread that
+    forked it dies; for a child between fork and exec. ``parent`` is the
+    pid that forked us: if it is already gone (we were reparented before
+    the call), the signal is raised at once, as the kernel would have."""
+    if libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
+        raise_errno("prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != parent:
+        os.kill(os.getpid(), sig)

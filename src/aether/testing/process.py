@@ -10,10 +10,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from aether import osapi
 from aether.errors import AetherError, AetherTimeoutError
 
 ENV_RUNTIME_DIR = "AETHER_RUNTIME_DIR"
@@ -81,6 +83,7 @@ class ServiceProcess:
         self._notify_dir: str | None = None
         self._notify: socket.socket | None = None
         self.status_lines: list[str] = []
+        self._parent: int | None = None
 
     @property
     def pid(self) -> int:
@@ -100,10 +103,16 @@ class ServiceProcess:
                "--socket", str(self.socket_path), *self.args]
         # stderr goes to a file: a pipe nobody reads would block a chatty service.
         self.stderr_path = Path(self._notify_dir) / "stderr.log"
+        # A service started from the main thread dies with this process even
+        # when it cannot clean up (a crash, SIGKILL): no orphan outlives a
+        # test run. Not from other threads: the signal follows the forking
+        # *thread*, and a harness thread that ends would kill its service.
+        self._parent = os.getpid() if threading.current_thread() is threading.main_thread() \
+            else None
         with open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
                 cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                preexec_fn=self._limit_fds if self.max_fds else None,
+                preexec_fn=self._in_child if self.max_fds or self._parent else None,
             )
         try:
             self.wait_for("READY=1", timeout)
@@ -112,12 +121,15 @@ class ServiceProcess:
             raise
         return self
 
-    def _limit_fds(self) -> None:
-        """In the child before exec: a hard descriptor limit (for exhaustion tests)."""
-        import resource
+    def _in_child(self) -> None:
+        """In the child before exec: the parent-death signal, and a hard
+        descriptor limit (for exhaustion tests)."""
+        if self._parent is not None:
+            osapi.set_parent_death_signal(signal.SIGKILL, parent=self._parent)
+        if self.max_fds:
+            import resource
 
-        assert self.max_fds is not None
-        resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_fds, self.max_fds))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_fds, self.max_fds))
 
     def wait_for(self, field: str, timeout: float) -> str:
         """Wait for a notify datagram containing ``field``; return the datagram."""
