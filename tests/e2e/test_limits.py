@@ -4,6 +4,8 @@ session, descriptor exhaustion."""
 
 from __future__ import annotations
 
+import os
+
 import aether_testsvc as ts
 import pytest
 from e2e_support import E2E
@@ -16,6 +18,7 @@ from aether.errors import (
     OperationError,
 )
 from aether.testing import ServiceProcess
+from aether.testing.waiting import wait_until
 from aether.wire import Status
 
 
@@ -58,6 +61,11 @@ def test_descriptor_exhaustion_refuses_new_sessions_and_keeps_serving(runtime_di
     svc = ServiceProcess("aether_testsvc:service", runtime_dir / "fd.ctl", env=env,
                          max_fds=96).start()
     clients: list[aether.Client] = []
+
+    def service_fds() -> int:
+        return len(os.listdir(f"/proc/{svc.pid}/fd"))
+
+    idle_fds = service_fds()
     try:
         refused = None
         for _ in range(40):
@@ -72,6 +80,10 @@ def test_descriptor_exhaustion_refuses_new_sessions_and_keeps_serving(runtime_di
         for c in clients:
             c.close()
         clients.clear()
+        # A session's descriptors go when its thread has seen the hang-up,
+        # a moment after close() returns here.
+        wait_until(lambda: service_fds() <= idle_fds, 10, "the sessions' descriptors to go",
+                   watch_pid=svc.pid)
         with connect(svc) as fresh:
             assert fresh.echo(b"back") == b"back"
     finally:
