@@ -78,9 +78,15 @@ def test_scheduled_checks_are_logged_as_security_events(genv):
                        for r in c.call(schema.Reports()).reports)
 
         wait_until(scheduled, 30, "a scheduled check to find the new file", watch_pid=svc.pid)
-    log = svc.stderr_text()
-    assert "aether.security: service=guard report=" in log and "trigger=schedule" in log
-    assert f"added {genv.tree}/intruder" in log
+
+    # The report is stored, and so visible to Reports, just before its
+    # security event is logged: wait for the line rather than race it.
+    def logged() -> bool:
+        log = svc.stderr_text()
+        return "aether.security: service=guard report=" in log and "trigger=schedule" in log \
+            and f"added {genv.tree}/intruder" in log
+
+    wait_until(logged, 10, "the scheduled check's security events in the log", watch_pid=svc.pid)
 
 
 def test_without_a_policy_file_guard_starts_but_monitors_nothing(genv):
