@@ -253,3 +253,30 @@ def test_put_and_loan_write_the_frames_encode_frame_describes(frames: list[tuple
         frame[3].release()
         reader.release()
     assert reader.poll() is None
+
+
+def test_a_wrap_right_after_a_wrap_is_rejected() -> None:
+    # After a wrap the reader is at offset 0, where every frame fits; a peer
+    # that kept publishing wraps there would hold the reader in its loop.
+    _writer, reader, ctl, req = pair()
+    start = RING - 64
+    reader.tail = start
+    ctl[rings.W_REQ_TAIL] = start
+    wrap = int(FrameKind.WRAP)
+    rings.FRAME.pack_into(req, start, 0, 0, 0, wrap, 0, 0, 0, 0)
+    rings.FRAME.pack_into(req, 0, 0, 0, 0, wrap, 0, 0, 0, 0)
+    ctl[rings.W_REQ_HEAD] = start + 64 + 32
+    with pytest.raises(RemoteProtocolError, match="a wrap right after a wrap"):
+        reader.poll()
+
+
+def test_an_uninitialised_native_ring_raises_instead_of_crashing() -> None:
+    if not rings.NATIVE:
+        pytest.skip("the C extension is not built")
+    native = rings._native
+    with pytest.raises(ValueError, match="not initialised"):
+        native.WriterCore.__new__(native.WriterCore).put(1, 2, 3)
+    reader = native.RingReader.__new__(native.RingReader)
+    for method in (reader.pending, reader.poll, reader.release):
+        with pytest.raises(ValueError, match="not initialised"):
+            method()

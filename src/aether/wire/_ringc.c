@@ -143,6 +143,10 @@ typedef struct {
 static int
 bufs_get(PyObject *ctl, PyObject *data, Py_ssize_t size, Py_ssize_t max_word, Bufs *b)
 {
+    if (ctl == NULL || data == NULL || size <= 0) {
+        PyErr_SetString(PyExc_ValueError, "the ring was not initialised (__init__ not called)");
+        return -1;
+    }
     if (PyObject_GetBuffer(ctl, &b->ctl, PyBUF_WRITABLE) < 0)
         return -1;
     if (PyObject_GetBuffer(data, &b->data, PyBUF_WRITABLE) < 0) {
@@ -467,6 +471,10 @@ static PyObject *
 Reader_pending(Reader *self, PyObject *Py_UNUSED(ignored))
 {
     Py_buffer ctl;
+    if (self->ctl == NULL) {
+        PyErr_SetString(PyExc_ValueError, "the ring was not initialised (__init__ not called)");
+        return NULL;
+    }
     if (PyObject_GetBuffer(self->ctl, &ctl, PyBUF_SIMPLE) < 0)
         return NULL;
     if (ctl.len < (self->head_word + 1) * 8 || ((uintptr_t)ctl.buf & 7)) {
@@ -482,6 +490,10 @@ Reader_pending(Reader *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Reader_poll(Reader *self, PyObject *Py_UNUSED(ignored))
 {
+    if (self->ctl == NULL) {
+        PyErr_SetString(PyExc_ValueError, "the ring was not initialised (__init__ not called)");
+        return NULL;
+    }
     if (self->next >= 0) {
         PyErr_SetString(PyExc_RuntimeError, "poll before release of the previous frame");
         return NULL;
@@ -492,6 +504,7 @@ Reader_poll(Reader *self, PyObject *Py_UNUSED(ignored))
     const uint64_t size = (uint64_t)self->size;
     const uint8_t *data = (const uint8_t *)b.data.buf;
     PyObject *res = NULL;
+    int skipped = 0; /* an honest producer never wraps twice in a row (rings.py) */
     for (;;) {
         uint64_t tail = self->tail;
         uint64_t head = load_word(&b, self->head_word);
@@ -515,6 +528,11 @@ Reader_poll(Reader *self, PyObject *Py_UNUSED(ignored))
             memcpy(&kind, hdr + 16, 2);
         }
         if (room < FRAME_SIZE || kind == KIND_WRAP) {
+            if (skipped) {
+                corrupt("a wrap right after a wrap");
+                goto out;
+            }
+            skipped = 1;
             if (avail < room) {
                 corrupt("wrap before the producer reached the end of the ring");
                 goto out;

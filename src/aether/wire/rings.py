@@ -403,6 +403,7 @@ class PyRingReader:
             raise RuntimeError("poll before release of the previous frame")
         size = self._size
         data = self._data
+        skipped = False
         while True:
             tail = self.tail
             head: int = self._ctl[self._head_word]
@@ -414,11 +415,13 @@ class PyRingReader:
             pos = tail % size
             room = size - pos
             if room < FRAME_SIZE:
-                self._skip(tail + room, avail, room)
+                self._skip(tail + room, avail, room, skipped)
+                skipped = True
                 continue
             crc, seq, op_id, kind, flags, arg, length, reserved = FRAME.unpack_from(data, pos)
             if kind == _WRAP:
-                self._skip(tail + room, avail, room)
+                self._skip(tail + room, avail, room, skipped)
+                skipped = True
                 continue
             span = FRAME_SIZE + ((length + 7) & ~7)
             if span > avail or span > room:
@@ -437,7 +440,12 @@ class PyRingReader:
             self._next = tail + span
             return kind, op_id, arg, data[start:end]
 
-    def _skip(self, new_tail: int, avail: int, room: int) -> None:
+    def _skip(self, new_tail: int, avail: int, room: int, again: bool) -> None:
+        # After one skip the reader is at offset 0, where every frame fits: an
+        # honest producer never wraps there. A peer that kept publishing wraps
+        # would otherwise hold the reader (and its GIL) in this loop.
+        if again:
+            raise _corrupt("a wrap right after a wrap")
         if avail < room:
             raise _corrupt("wrap before the producer reached the end of the ring")
         self.tail = new_tail
