@@ -21,7 +21,12 @@ from aether.errors import AetherTimeoutError, ClosedResourceError, OSAPIError, P
 from .spinning import AdaptiveSpin
 
 RECV_CHUNK = 64 * 1024
-_PEEK = socket.MSG_PEEK | socket.MSG_TRUNC
+# Plain ints: the socket module's MSG_* are IntFlag members, and each ``|`` or
+# ``&`` on one builds a new enum member (about 1 µs; several per message).
+_DONTWAIT = int(socket.MSG_DONTWAIT)
+_NOSIGNAL = int(socket.MSG_NOSIGNAL)
+_TRUNC = int(socket.MSG_TRUNC)
+_PEEK = int(socket.MSG_PEEK) | _TRUNC
 
 
 class Channel:
@@ -69,7 +74,7 @@ class Channel:
             if self.send_timeout is None:
                 self._sendmsg(datagram, 0)
                 return
-            if self._sendmsg(datagram, socket.MSG_DONTWAIT):
+            if self._sendmsg(datagram, _DONTWAIT):
                 return
             deadline = time.monotonic() + self.send_timeout
             poller = select.poll()
@@ -80,13 +85,13 @@ class Channel:
                     raise PeerGoneError(
                         f"peer has not read its messages for {self.send_timeout:.1f} s")
                 poller.poll(int(remaining * 1000) + 1)
-                if self._sendmsg(datagram, socket.MSG_DONTWAIT):
+                if self._sendmsg(datagram, _DONTWAIT):
                     return
 
     def _sendmsg(self, datagram: bytes, flags: int) -> bool:
         """One sendmsg; False if it would block (only with MSG_DONTWAIT)."""
         try:
-            self.sock.sendmsg([datagram], [], socket.MSG_NOSIGNAL | flags)
+            self.sock.sendmsg([datagram], [], _NOSIGNAL | flags)
         except BlockingIOError:
             return False
         except (BrokenPipeError, ConnectionResetError, ConnectionRefusedError) as exc:
@@ -136,7 +141,7 @@ class Channel:
         if self._closed:
             raise ClosedResourceError("channel is closed")
         with self._send_lock:
-            return self._sendmsg(datagram, socket.MSG_DONTWAIT)
+            return self._sendmsg(datagram, _DONTWAIT)
 
     def try_send(self, datagram: bytes) -> bool:
         """Send, returning False instead of raising if the peer is gone."""
@@ -204,7 +209,7 @@ class Channel:
         """
         end = time.perf_counter() + spin
         recv = self._recv_sized
-        flag = socket.MSG_DONTWAIT
+        flag = _DONTWAIT
         yield_cpu = os.sched_yield
         while True:
             try:
@@ -220,7 +225,7 @@ class Channel:
                 if exc.errno == errno.EBADF:
                     raise ClosedResourceError("channel is closed") from None
                 raise PeerGoneError(f"recv failed: {exc.strerror}") from None
-            if flags & socket.MSG_TRUNC:
+            if flags & _TRUNC:
                 return data + b"\0"
             return data
 
@@ -250,7 +255,7 @@ class Channel:
             if exc.errno == errno.EBADF:
                 raise ClosedResourceError("channel is closed") from None
             raise PeerGoneError(f"recv failed: {exc.strerror}") from None
-        if flags & socket.MSG_TRUNC:
+        if flags & _TRUNC:
             # An oversized datagram: report it as one that is too long so the
             # protocol rejects it, never as a silently shortened message.
             return data + b"\0"
@@ -262,10 +267,10 @@ class Channel:
         (a service's ERROR with its reason), which is still queued: return
         that datagram; the next read gives the close."""
         try:
-            data, flags = self._recv_sized(size, socket.MSG_DONTWAIT)
+            data, flags = self._recv_sized(size, _DONTWAIT)
         except OSError:
             return b""
-        if flags & socket.MSG_TRUNC:
+        if flags & _TRUNC:
             return data + b"\0"
         return data
 
