@@ -152,8 +152,8 @@ class Session:
         self._trim_at: float | None = None
         self.running: _RunningOp | None = None
         self._result_buffer = bytearray()  # reused: no page faults for large results
-        # Inline handlers of unprivileged operations: the mapping transport's
-        # short path (_execute_inline) runs them without the general machinery.
+        # Inline handlers of unprivileged operations: the short paths
+        # (_run_inline) run them without the general machinery.
         self._inline_ops: dict[int, tuple[OperationSpec, Callable[[Any, Any], Any],
                                           Callable[[Any], Any]]] = {}
         for code, handler in host.handlers.items():
@@ -491,73 +491,114 @@ class Session:
                 log.info("session %d: op %d cancelled by client", self.session_id, op_id)
                 op.ctx.cancel()
 
-    def _execute_inline(self, mapping: MappingServiceSide, op_id: int, code: int,
-                        payload: memoryview) -> bool:
-        """The mapping transport's common case, short: an unprivileged operation
-        with an inline handler that returns a result that fits. Protocol and
-        outcomes are exactly the general path's (``_start``, ``_finish``); a
-        round trip on this path is measured in microseconds, and each call
-        and attribute the general path adds costs a share of them.
+    def _run_inline(self, op_id: int, code: int, payload: bytes | memoryview,
+                    frame_of: MappingServiceSide | None = None) -> _RunningOp | None:
+        """The front half of the short paths: an unprivileged operation with an
+        inline handler, run at once. Protocol and outcomes are exactly the
+        general path's (``_start``, ``_finish``); a round trip on these paths
+        is measured in microseconds, and each call and attribute the general
+        path adds costs a share of them.
 
-        Returns False, having done nothing, when the frame is not that case
-        (the general path then handles it, bad parameters included).
+        Returns the finished operation, or None, having done nothing, when the
+        request is not that case (the general path then handles it, bad
+        parameters included). ``frame_of``: the mapping whose request frame
+        ``payload`` views, given back once the handler is done with anything
+        (a msgspec.Raw) that may view it.
         """
         entry = self._inline_ops.get(code)
         if entry is None:
-            return False
+            return None
         spec, func, decode = entry
         caller = self.caller
         if not self.host.policy.allows(spec, caller):
-            return False
+            return None
         try:
             params = decode(payload)
         except SchemaError:
-            return False
+            return None
         self.operations += 1
         ctx = OperationContext(
             op_id=op_id, op_name=spec.name, caller=caller, session_id=self.session_id,
             sink=self._progress, min_interval=self.host.limits.progress_interval)
         op = _RunningOp(op_id, spec, ctx, params)
         self.running = op
-        error: BaseException | None = None
         try:
-            result = func(params, ctx)
+            op.result = func(params, ctx)
         except BaseException as exc:  # reported to the client as FAILED/CANCELLED
-            error = exc
+            op.error = exc
         finally:
-            # As in _mapped_frame: the frame is given back once the handler
-            # is done with anything (a msgspec.Raw) that may view it.
-            try:
-                payload.release()
-            except BufferError:
-                pass
-            mapping.requests.release()
-        if error is not None:
-            op.error = error
             op.finished = True
-            self._finish(op)
-            return True
+            if frame_of is not None:
+                try:
+                    payload.release()  # type: ignore[union-attr]
+                except BufferError:
+                    pass
+                frame_of.requests.release()
+        return op
+
+    def _encoded_result(self, op: _RunningOp) -> int:
+        """Encode a successful result into the session's result buffer; its
+        size, or -1 when that is ``_outcome``'s job (an error, a view holding
+        the buffer, an unencodable result)."""
+        if op.error is not None:
+            return -1
         buffer = self._result_buffer
         try:
-            encode_into(result, buffer)
-        except Exception:  # a view holds the buffer, or unencodable: _outcome's job
-            op.result = result
-            op.finished = True
-            self._finish(op)
-            return True
-        size = len(buffer)
-        if size > mapping.result_capacity:
-            op.result = result
-            op.finished = True
-            self._finish(op)  # RESULT_TOO_LARGE, with the size it needs
+            encode_into(op.result, buffer)
+        except Exception:
+            return -1
+        return len(buffer)
+
+    def _execute_inline(self, mapping: MappingServiceSide, op_id: int, code: int,
+                        payload: memoryview) -> bool:
+        """The mapping transport's common case, short (see ``_run_inline``).
+        False, having done nothing, when the frame is not that case."""
+        op = self._run_inline(op_id, code, payload, mapping)
+        if op is None:
+            return False
+        size = self._encoded_result(op)
+        if size < 0 or size > mapping.result_capacity:
+            self._finish(op)  # the error, or RESULT_TOO_LARGE with the size it needs
             return True
         if size > TRIM_THRESHOLD:
             self._trim_at = time.monotonic() + TRIM_AFTER
         self.running = None
         self._busy_replies = 0
         mapping.ops.finished(op_id, _OK)
-        self._reply(FrameKind.DONE, op_id, _OK, buffer)
-        self.host.operation_finished(spec, Status.OK)
+        self._reply(FrameKind.DONE, op_id, _OK, self._result_buffer)
+        self.host.operation_finished(op.spec, Status.OK)
+        return True
+
+    def _execute_direct(self, op_id: int, code: int, payload: bytes | memoryview) -> bool:
+        """The memory and socket transports' common case, short (see
+        ``_run_inline``): the result into the return block and DONE, or
+        DONE_INLINE. False, having done nothing, when it is not that case."""
+        op = self._run_inline(op_id, code, payload)
+        if op is None:
+            return False
+        size = self._encoded_result(op)
+        memory = self.memory
+        inline = self.proto.transport is Transport.SOCKET
+        capacity = self.proto.max_payload if inline else \
+            memory.result_capacity if memory is not None else -1
+        if size < 0 or size > capacity:
+            self._finish(op)
+            return True
+        if size > TRIM_THRESHOLD or (memory is not None and memory.buffer_size > TRIM_THRESHOLD):
+            self._trim_at = time.monotonic() + TRIM_AFTER
+        self.running = None
+        self._busy_replies = 0
+        buffer = self._result_buffer
+        if inline:
+            self._send(m.DoneInline(op_id, _OK, bytes(buffer)))
+        else:
+            assert memory is not None
+            try:
+                memory.write_status(op_id, _OK, buffer, 1000)
+            except AetherError as exc:
+                self._fatal(ErrorCode.MEMORY_ACCESS, f"writing the result: {exc}")
+            self._send(m.Done(op_id, _OK))
+        self.host.operation_finished(op.spec, Status.OK)
         return True
 
     def _reply(self, kind: FrameKind, op_id: int, arg: int,
@@ -637,12 +678,14 @@ class Session:
                     self._fatal(ErrorCode.PROTOCOL, str(exc))
                 except AetherError as exc:
                     self._fatal(ErrorCode.MEMORY_ACCESS, f"reading parameters: {exc}")
-                self._start(op_id, op_code, payload)
+                if not self._execute_direct(op_id, op_code, payload):
+                    self._start(op_id, op_code, payload)
             case m.ExecuteInline(op_id=op_id, op_code=op_code, payload=payload):
                 if op_id in self.proto.pending_busy:
                     self._reply_busy(op_id)
                     return
-                self._start(op_id, op_code, payload)
+                if not self._execute_direct(op_id, op_code, payload):
+                    self._start(op_id, op_code, payload)
             case m.Cancel(op_id=op_id):
                 op = self.running
                 if op is not None and op.op_id == op_id:
