@@ -84,6 +84,56 @@ class TestPrivateBlock:
         block.close()  # idempotent
         with pytest.raises(ClosedResourceError):
             block.protect(osapi.PROT_READ)
+        with pytest.raises(ClosedResourceError):
+            block.write_pieces(((0, b"x"),))
+
+    @pytest.mark.parametrize("forced", [True, False], ids=["proc-self-mem", "mprotect"])
+    def test_write_pieces_writes_a_read_only_block_and_leaves_it_read_only(self, forced):
+        with osapi.PrivateBlock(3 * osapi.PAGE_SIZE, osapi.PROT_READ) as block:
+            tail = osapi.PAGE_SIZE + 10
+            block.write_pieces(((32, b"payload"), (0, b"header"), (tail, bytearray(b"z" * 9))),
+                               forced=forced)
+            assert bytes(block.view[:6]) == b"header"
+            assert bytes(block.view[32:39]) == b"payload"
+            assert bytes(block.view[tail:tail + 9]) == b"z" * 9
+            assert block.prot == osapi.PROT_READ
+            maps = osapi.mappings_covering(osapi.read_maps(os.getpid()),
+                                           block.address, block.size)
+            assert {m.perms[:3] for m in maps} == {"r--"}
+
+    def test_the_forced_write_path_is_the_one_taken_here(self):
+        from aether.osapi import blocks
+
+        with osapi.PrivateBlock(4096, osapi.PROT_READ) as block:
+            block.write_pieces(((0, b"abc"),))
+            if blocks._self_memory.refused:
+                pytest.skip("this kernel refuses forced writes to /proc/self/mem "
+                            "(proc_mem.force_override): the mprotect path is used")
+            assert bytes(block.view[:3]) == b"abc"
+
+    def test_write_pieces_past_the_end_raises_and_writes_nothing(self):
+        with osapi.PrivateBlock(4096, osapi.PROT_READ) as block:
+            with pytest.raises(ValueError, match="overrun"):
+                block.write_pieces(((0, b"first"), (4090, b"too long")))
+            with pytest.raises(ValueError, match="overrun"):
+                block.write_pieces(((-1, b"x"),))
+            assert block.is_zero()
+
+    def test_a_forked_child_writes_its_own_copy_never_the_parents(self):
+        # The parent writes first, so the child inherits an open /proc/self/mem
+        # that names the parent's memory; the child must not use it.
+        with osapi.PrivateBlock(4096, osapi.PROT_READ) as block:
+            block.write_pieces(((0, b"parent"),))
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    block.write_pieces(((0, b"child!"),))
+                    os._exit(0 if bytes(block.view[:6]) == b"child!" else 1)
+                finally:
+                    os._exit(2)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+            assert bytes(block.view[:6]) == b"parent"
 
 
 class TestPeer:

@@ -1,9 +1,10 @@
 """The seed's memory transport, client side: two private blocks filled with
 the pattern, parameters written in, results read out.
 
-The parameter block stays ``PROT_READ`` except while this process writes a
-request into it; the return block is ``PROT_READ|PROT_WRITE``; neither is
-ever executable (seed step 1).
+The parameter block stays ``PROT_READ``: requests are written into it through
+``/proc/self/mem``, or, where the kernel refuses that, inside a short
+read-write window (``osapi.PrivateBlock.write_pieces``). The return block is
+``PROT_READ|PROT_WRITE``; neither is ever executable (seed step 1).
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from aether.wire import ParamHeader, ReturnHeader
 class MemoryClientSide:
     """The two blocks of one session."""
 
-    def __init__(self, param_size: int, retn_size: int) -> None:
+    def __init__(self, param_size: int, retn_size: int, *, forced_writes: bool = True) -> None:
+        # False: write requests inside an mprotect window, never through
+        # /proc/self/mem (osapi.blocks explains both).
+        self.forced_writes = forced_writes
         self.param = osapi.PrivateBlock(param_size, osapi.PROT_READ)
         try:
             self.retn = osapi.PrivateBlock(retn_size, osapi.PROT_READ | osapi.PROT_WRITE)
@@ -50,9 +54,8 @@ class MemoryClientSide:
         if n > self.param_capacity:
             raise ValueError(f"parameters of {n} bytes exceed the block ({self.param_capacity})")
         header = ParamHeader.for_payload(op_id, op_code, payload)
-        with self.param.writable(wire.HEADER_SIZE + n) as view:
-            view[wire.HEADER_SIZE:wire.HEADER_SIZE + n] = payload
-            view[:wire.HEADER_SIZE] = header.pack()
+        self.param.write_pieces(((wire.HEADER_SIZE, payload), (0, header.pack())),
+                                forced=self.forced_writes)
 
     def lend(self, n: int) -> memoryview:
         """A loan (:mod:`aether.client.loan`): the payload's place in the
