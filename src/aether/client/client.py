@@ -48,7 +48,7 @@ from aether.schema import (
     encode_into,
     spec_of,
 )
-from aether.transport.channel import Channel
+from aether.transport.channel import CONTROL_LIMIT, Channel
 from aether.transport.mapping import MappingClientSide
 from aether.transport.memory_client import MemoryClientSide
 from aether.wire import ErrorCode, FrameKind, State, Status, Transport, messages as m, rings
@@ -363,6 +363,7 @@ class Client:
         self._mapped = MappedCalls(side, self.channel)
         if old is not None:
             old.close()
+        self.channel.max_datagram = CONTROL_LIMIT  # payloads never ride the socket
         self._step(steps.READY, f"session ready on the mapping transport: a sealed memfd of "
                    f"{event.region_size} bytes with two rings of {event.ring_size} bytes, "
                    "two eventfd doorbells")
@@ -427,6 +428,8 @@ class Client:
         self.memory = memory
         if old is not None:
             old.close()
+        assert self.channel is not None
+        self.channel.max_datagram = CONTROL_LIMIT  # payloads never ride the socket
         self._step(steps.READY, "session ready on the memory transport")
 
     @property
@@ -972,7 +975,7 @@ class Client:
                     if isinstance(item, m.Event):
                         self._handle(op, item)
                         continue
-                    data = item
+                    data: bytes | None = item
                 else:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:

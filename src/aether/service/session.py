@@ -41,7 +41,7 @@ from aether.schema import (
     encode as encode_payload,
     encode_into,
 )
-from aether.transport.channel import Channel, make_wakeup
+from aether.transport.channel import CONTROL_LIMIT, Channel, make_wakeup
 from aether.transport.mapping import MappingServiceSide, spin_until
 from aether.transport.memory_service import HandshakeFailure, MemoryServiceSide
 from aether.wire import (
@@ -232,6 +232,8 @@ class Session:
                 raise _EndSession()
             self.channel.send(self.proto.hello())
             self._handshake(deadline=time.monotonic() + self.host.limits.handshake_timeout)
+            if self.proto.transport is not Transport.SOCKET:
+                self.channel.max_datagram = CONTROL_LIMIT  # payloads never ride the socket
             self.established = True
             self.host.session_established(self)
             log.info("session %d: pid %d uid %d ready on the %s transport", self.session_id,

@@ -15,12 +15,19 @@ import socket
 import threading
 import time
 
-from aether import osapi
+from aether import osapi, wire
 from aether.errors import AetherTimeoutError, ClosedResourceError, OSAPIError, PeerGoneError
 
 from .spinning import AdaptiveSpin
 
 RECV_CHUNK = 64 * 1024
+# Datagrams up to this size are received in one recvmsg (see _recv_sized);
+# below glibc's mmap threshold (128 KiB), so the buffer comes from the heap.
+DIRECT_RECV = 64 * 1024
+# The largest message of a session that carries payloads outside the socket
+# (memory, mapping): a control message with its longest tail, plus one byte
+# so that anything longer arrives truncated and is rejected.
+CONTROL_LIMIT = wire.CONTROL_SIZE + wire.MAX_TAIL + 1
 # Plain ints: the socket module's MSG_* are IntFlag members, and each ``|`` or
 # ``&`` on one builds a new enum member (about 1 µs; several per message).
 _DONTWAIT = int(socket.MSG_DONTWAIT)
@@ -232,16 +239,22 @@ class Channel:
     def _recv_sized(self, size: int, flags: int = 0) -> tuple[bytes, int]:
         """One datagram of at most ``size`` bytes, and recvmsg's flags.
 
-        The kernel is asked the datagram's length first (``MSG_PEEK |
-        MSG_TRUNC``) and exactly that is received: ``recvmsg(size)`` makes
-        CPython allocate all ``size`` bytes and shrink the result after, and
-        ``size`` is the session's largest message (16 MiB by default), so
-        every message cost a fresh mapping, faulted and unmapped again
-        (measured: a fifth of the service's CPU per call, and TLB
-        shoot-downs across the service's threads). One reader per channel,
-        so the peeked datagram is the one received.
+        Up to ``DIRECT_RECV`` bytes, one ``recvmsg(size)``: CPython allocates
+        ``size`` bytes from the heap and shrinks the result. Above that (the
+        socket transport's payloads, 16 MiB by default) the kernel is asked
+        the datagram's length first (``MSG_PEEK | MSG_TRUNC``) and exactly
+        that is received: a 16 MiB allocation per message was a fresh
+        mapping, faulted and unmapped again (measured: a fifth of the
+        service's CPU per call, and TLB shoot-downs across the service's
+        threads). One reader per channel, so the peeked datagram is the one
+        received. Sessions whose messages are only control messages (the
+        memory and mapping transports) set ``max_datagram`` to
+        ``CONTROL_LIMIT`` and save the second system call.
         """
         sock = self.sock
+        if size <= DIRECT_RECV:
+            data, _anc, got, _addr = sock.recvmsg(size, 0, flags)
+            return data, got
         length = sock.recv_into(self._peek, 1, _PEEK | flags)
         data, _anc, got, _addr = sock.recvmsg(min(max(length, 1), size), 0, flags)
         return data, got

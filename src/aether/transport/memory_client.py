@@ -48,7 +48,8 @@ class MemoryClientSide:
         """Seed step 16: the service replaced the pattern with zeros."""
         return self.param.is_zero() and self.retn.is_zero()
 
-    def write_params(self, op_id: int, op_code: int, payload: bytes | memoryview) -> None:
+    def write_params(self, op_id: int, op_code: int,
+                     payload: bytes | bytearray | memoryview) -> None:
         """Operation step O1: payload first, then the header, then read-only again."""
         n = len(payload)
         if n > self.param_capacity:
