@@ -119,6 +119,55 @@ class TestPrivateBlock:
                 block.write_pieces(((-1, b"x"),))
             assert block.is_zero()
 
+    def test_a_forked_child_holds_no_descriptor_of_the_parents_memory(self):
+        # Even unused, an inherited /proc/<parent>/mem descriptor would let the
+        # child write the parent's read-only pages after dropping privileges.
+        with osapi.PrivateBlock(4096, osapi.PROT_READ) as block:
+            block.write_pieces(((0, b"parent"),))  # opens the descriptor here
+            parent = os.getpid()
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    held = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                            if os.path.exists(f"/proc/self/fd/{fd}")]
+                    os._exit(1 if f"/proc/{parent}/mem" in held else 0)
+                finally:
+                    os._exit(2)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+
+    def test_a_child_that_reused_the_descriptor_number_keeps_its_file(self):
+        with osapi.PrivateBlock(4096, osapi.PROT_READ) as block:
+            block.write_pieces(((0, b"parent"),))
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os.closerange(3, 1 << 16)  # as a daemonising child does
+                    a, b = socket.socketpair()
+                    block.write_pieces(((0, b"child!"),))
+                    a.send(b"still a socket")
+                    os._exit(0 if b.recv(64) == b"still a socket" else 1)
+                except BaseException:
+                    os._exit(3)
+                finally:
+                    os._exit(2)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+
+    @pytest.mark.parametrize("forced", [True, False], ids=["proc-self-mem", "mprotect"])
+    def test_pieces_are_measured_and_written_in_bytes(self, forced):
+        import array
+
+        with osapi.PrivateBlock(4096, osapi.PROT_READ) as block:
+            words = array.array("I", [0x01020304, 0x05060708])
+            block.write_pieces(iter([(8, words), (0, b"ab")]), forced=forced)  # any iterable
+            assert bytes(block.view[:2]) == b"ab"
+            assert bytes(block.view[8:16]) == words.tobytes()
+            with pytest.raises(ValueError, match="contiguous"):
+                block.write_pieces(((0, memoryview(b"abcdef")[::2]),), forced=forced)
+            with pytest.raises(ValueError, match="overrun"):
+                block.write_pieces(((4090, array.array("I", [1, 2])),), forced=forced)
+
     def test_a_forked_child_writes_its_own_copy_never_the_parents(self):
         # The parent writes first, so the child inherits an open /proc/self/mem
         # that names the parent's memory; the child must not use it.

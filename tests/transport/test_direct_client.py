@@ -21,8 +21,8 @@ import pytest
 
 import aether
 from aether import osapi, wire
-from aether.errors import OperationError, OutcomeUnknownError
-from aether.schema import ErrorInfo
+from aether.errors import AetherError, AetherTimeoutError, OperationError, OutcomeUnknownError
+from aether.schema import ErrorInfo, builtins as b
 from aether.wire import ReturnHeader, Status, Transport, messages as m
 
 GOOD = msgspec.msgpack.encode(b"echoed")
@@ -69,7 +69,7 @@ def _fake_service(path: Path, case: str) -> threading.Thread:
                     _answer_inline(conn, proto, event.op_id, case)
                 elif isinstance(event, m.Goodbye | m.ConnectionClosed):
                     return
-        except (OSError, wire.ProtocolError):
+        except (OSError, AetherError):  # the client left first
             return
         finally:
             conn.close()
@@ -84,6 +84,12 @@ def _fake_service(path: Path, case: str) -> threading.Thread:
 
 def _answer_in_block(conn: socket.socket, proto: wire.ServiceProtocol,
                      memory: osapi.ProcessMemory, retn: int, op_id: int, case: str) -> None:
+    if case == "inline-done-on-memory":
+        # A result riding the socket, too long for a memory session's channel:
+        # it arrives cut, and must not be taken for a result.
+        long = msgspec.msgpack.encode(b"z" * 9000)
+        conn.send(m.encode(m.DoneInline(op_id, int(Status.OK), long)))
+        return
     payload = UNDECODABLE if case == "undecodable" else GOOD
     header = ReturnHeader.for_payload(op_id, int(Status.OK), payload, 1000)
     if case == "bad-crc":
@@ -105,6 +111,9 @@ def _answer_inline(conn: socket.socket, proto: wire.ServiceProtocol, op_id: int,
     if case == "done-for-another-op":
         conn.send(m.encode(m.DoneInline(op_id + 1, int(Status.OK), GOOD)))
         return
+    if case == "memory-done-on-socket":
+        conn.send(m.encode(m.Done(op_id, int(Status.OK))))
+        return
     if case == "failed":
         info = msgspec.msgpack.encode(ErrorInfo(message="no such luck"))
         conn.send(proto.send(m.DoneInline(op_id, int(Status.FAILED), info)))
@@ -120,7 +129,9 @@ def _answer_inline(conn: socket.socket, proto: wire.ServiceProtocol, op_id: int,
     ("memory", "block-says-failed", OutcomeUnknownError),
     ("memory", "done-for-another-op", OutcomeUnknownError),
     ("memory", "undecodable", OperationError),
+    ("memory", "inline-done-on-memory", OutcomeUnknownError),
     ("socket", "good", None),
+    ("socket", "memory-done-on-socket", OutcomeUnknownError),
     ("socket", "done-for-another-op", OutcomeUnknownError),
     ("socket", "undecodable", OperationError),
     ("socket", "failed", OperationError),
@@ -141,5 +152,17 @@ def test_only_a_sound_ok_reply_gives_a_result(runtime_dir: Path, transport: str,
                 assert ("could not be decoded" in str(info.value)) == (case == "undecodable")
                 if case == "failed":
                     assert "no such luck" in str(info.value)
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("transport", ["memory", "socket"])
+def test_a_call_with_no_time_left_times_out_as_start_and_wait_do(runtime_dir: Path,
+                                                                 transport: str) -> None:
+    path = runtime_dir / "fake.ctl"
+    thread = _fake_service(path, "good")
+    with aether.Client(path, transport=transport, timeout=10) as client:
+        with pytest.raises(AetherTimeoutError):
+            client.call(b.Echo(data=b"x"), timeout=0)
     thread.join(10)
     assert not thread.is_alive()

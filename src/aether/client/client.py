@@ -474,6 +474,7 @@ class Client:
         inline = proto.transport is Transport.SOCKET
         if self._session_lost or self._closed or self._held is not None \
                 or not (inline or (memory is not None and proto.transport is Transport.MEMORY)) \
+                or (timeout is not None and timeout <= 0) \
                 or not self._op_lock.acquire(blocking=False):
             return self.start(params).wait(timeout)  # raises, or reconnects first
         channel = self.channel
@@ -490,7 +491,7 @@ class Client:
                     op_id = proto.next_op_id()
                     memory.write_params(op_id, spec.code, buffer)
                     self._send(m.Execute(op_id, size))
-        except (PeerGoneError, ClosedResourceError, AetherTimeoutError):
+        except (PeerGoneError, ClosedResourceError):
             # As _start_once and _start: nothing was delivered and the session
             # is gone, so a fresh one gets the call, once.
             self._teardown()
@@ -500,6 +501,10 @@ class Client:
             self._reconnect()
             return self._start_once(spec.code, spec.name, params, None,
                                     idempotent=spec.idempotent).wait(timeout)
+        except AetherTimeoutError:
+            self._teardown()  # as _start_once: no half-open state, and no retry
+            self._op_lock.release()
+            raise
         except BaseException:
             self._op_lock.release()
             raise
@@ -512,31 +517,41 @@ class Client:
         assert channel is not None
         first: bytes | m.Event | Exception | None = None
         try:
-            data = channel.recv(timeout, spin=self.spin)
-        except AetherTimeoutError:
-            data = None  # the deadline has passed: _drive reports it as it always does
-        except (PeerGoneError, ClosedResourceError) as exc:
-            data, first = None, exc
-        if data:
-            with self._lock:
-                try:
-                    first = proto.receive(data)
-                except ProtocolError as exc:
-                    first = exc
-            kind = type(first)
-            if (kind is m.Done or kind is m.DoneInline) and \
-                    first.op_id == op_id and first.status == _OK:  # type: ignore[union-attr]
-                result = self._direct_result(first, result_decoder, op_id)  # type: ignore[arg-type]
-                if result is not _NOT_SHORT:
-                    self._op_lock.release()
-                    return result
-        elif data is not None:
-            first = data  # b"": the service closed the connection
-        op = Operation(self, op_id, spec.name, spec.code, None)
-        op._idempotent = spec.idempotent  # type: ignore[attr-defined]
+            try:
+                data = channel.recv(timeout, spin=self.spin)
+            except AetherTimeoutError:
+                data = None  # the deadline has passed: _drive reports it as it always does
+            except (PeerGoneError, ClosedResourceError) as exc:
+                data, first = None, exc
+            if data:
+                with self._lock:
+                    try:
+                        first = proto.receive(data)
+                    except ProtocolError as exc:
+                        first = exc
+                kind = type(first)
+                if (kind is m.Done or kind is m.DoneInline) and \
+                        first.op_id == op_id and first.status == _OK:  # type: ignore[union-attr]
+                    result = self._direct_result(first, result_decoder, op_id)  # type: ignore[arg-type]
+                    if result is not _NOT_SHORT:
+                        self._op_lock.release()
+                        return result
+            elif data is not None:
+                first = data  # b"": the service closed the connection
+        except BaseException:
+            # Anything else (an interrupt in the wait ...): the operation is in
+            # flight, as the general path would leave it.
+            self._current = self._operation_for(spec, op_id)
+            raise
+        op = self._operation_for(spec, op_id)
         self._current = op
         self._drive(op, timeout, deadline=deadline, first=first)
         return op.wait(timeout)
+
+    def _operation_for(self, spec: OperationSpec, op_id: int) -> Operation:
+        op = Operation(self, op_id, spec.name, spec.code, None)
+        op._idempotent = spec.idempotent  # type: ignore[attr-defined]
+        return op
 
     def _direct_result(self, event: m.Event, decoder: TypedDecoder, op_id: int) -> Any:
         """The decoded result of a DONE (memory) or DONE_INLINE (socket) OK for

@@ -23,7 +23,7 @@ import mmap
 import os
 import struct
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Final
 
@@ -48,8 +48,10 @@ class _SelfMemory:
 
     The descriptor is tied to the memory of the process that opened it, and a
     forked child inherits it: written there, it would change the *parent's*
-    memory. So it is used only by the process that opened it (checked by pid
-    on every write) and opened afresh in any other.
+    memory, read-only pages included, whatever the child's privileges. So a
+    child made with ``os.fork`` closes it before anything else runs
+    (``os.register_at_fork``), and every write checks the pid too, for a
+    fork made outside Python. It is close-on-exec.
     """
 
     def __init__(self) -> None:
@@ -58,6 +60,16 @@ class _SelfMemory:
         self._lock = threading.Lock()
         self.refused = False  # the kernel said no once: use mprotect from then on
 
+    def forget_in_child(self) -> None:
+        """Right after ``fork`` in the child: close the parent's descriptor."""
+        fd, self._fd, self._pid = self._fd, -1, 0
+        self._lock = threading.Lock()  # another thread may have held it at fork
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
     def _descriptor(self) -> int:
         pid = os.getpid()
         if self._pid == pid:
@@ -65,19 +77,19 @@ class _SelfMemory:
         with self._lock:
             if self._pid != pid:
                 inherited, self._fd = self._fd, -1
-                if inherited >= 0:
-                    os.close(inherited)  # the parent's memory: never written here
+                if inherited >= 0 and _names_memory_of(inherited, self._pid):
+                    os.close(inherited)  # a fork outside Python: the parent's memory
                 self._fd = os.open("/proc/self/mem", os.O_RDWR | os.O_CLOEXEC)
                 self._pid = pid
             return self._fd
 
-    def write(self, address: int, pieces: Sequence[Piece]) -> bool:
-        """Write each piece at ``address`` + its offset, in order; False,
-        having maybe written some, if the kernel refuses forced writes."""
+    def write(self, address: int, pieces: Sequence[tuple[int, memoryview]]) -> bool:
+        """Write each (offset, byte view) at ``address`` + offset, in order;
+        False, having maybe written some, if the kernel refuses forced writes."""
         try:
             fd = self._descriptor()
-            for offset, data in pieces:
-                if os.pwrite(fd, data, address + offset) != memoryview(data).nbytes:
+            for offset, view in pieces:
+                if os.pwrite(fd, view, address + offset) != len(view):
                     self.refused = True
                     return False
         except OSError:
@@ -86,7 +98,17 @@ class _SelfMemory:
         return True
 
 
+def _names_memory_of(fd: int, pid: int) -> bool:
+    """Whether ``fd`` is still ``/proc/<pid>/mem`` (and not a number the
+    process closed and reused since)."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}") == f"/proc/{pid}/mem"
+    except OSError:
+        return False
+
+
 _self_memory = _SelfMemory()
+os.register_at_fork(after_in_child=_self_memory.forget_in_child)
 
 
 def round_to_pages(size: int) -> int:
@@ -169,7 +191,7 @@ class PrivateBlock:
         return all(self.view[start:start + n].tobytes() == zeros[:n]
                    for start, n in self._chunks())
 
-    def write_pieces(self, pieces: Sequence[Piece], *, forced: bool = True) -> None:
+    def write_pieces(self, pieces: Iterable[Piece], *, forced: bool = True) -> None:
         """Write each ``(offset, data)`` in order, whatever the block's
         protection, and leave the protection as it was.
 
@@ -177,23 +199,34 @@ class PrivateBlock:
         module's docstring) and never becomes writable; ``forced=False``, or a
         kernel that refuses, opens the pages read-write for the write instead.
         The block's lock is held meanwhile, so :meth:`close` cannot unmap it
-        and let a forced write land in whatever is mapped there next.
+        and let a forced write land in whatever is mapped there next. Each
+        piece is taken as one contiguous byte view, checked and written from
+        that same view (a buffer resized in between cannot overrun).
         """
+        views: list[tuple[int, memoryview]] = []
         end = 0
         for offset, data in pieces:
-            n = memoryview(data).nbytes
+            view = memoryview(data)
+            if not view.c_contiguous:
+                raise ValueError("pieces must be contiguous buffers")
+            view = view.cast("B")
+            n = len(view)
             if offset < 0 or offset + n > self.size:
                 raise ValueError(f"{n} bytes at offset {offset} overrun the block ({self.size})")
+            views.append((offset, view))
             end = max(end, offset + n)
-        if not self._prot & PROT_WRITE and forced and not _self_memory.refused:
-            with self._lock:
-                self._check_open()
-                if _self_memory.write(self.address, pieces):
-                    return
-        with self.writable(end) as view:
-            for offset, data in pieces:
-                n = memoryview(data).nbytes
-                view[offset:offset + n] = data
+        try:
+            if not self._prot & PROT_WRITE and forced and not _self_memory.refused:
+                with self._lock:
+                    self._check_open()
+                    if _self_memory.write(self.address, views):
+                        return
+            with self.writable(end) as block:
+                for offset, view in views:
+                    block[offset:offset + len(view)] = view
+        finally:
+            for _, view in views:
+                view.release()
 
     def writable(self, length: int | None = None) -> _Writable:
         """Context manager: the block, or only the pages holding its first

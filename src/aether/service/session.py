@@ -511,6 +511,9 @@ class Session:
         if entry is None:
             return None
         spec, func, decode = entry
+        handler = self.host.handlers.get(code)
+        if handler is None or handler.func is not func:
+            return None  # registered again since the session started: the general path
         caller = self.caller
         if not self.host.policy.allows(spec, caller):
             return None

@@ -50,13 +50,16 @@ class MemoryClientSide:
 
     def write_params(self, op_id: int, op_code: int,
                      payload: bytes | bytearray | memoryview) -> None:
-        """Operation step O1: payload first, then the header, then read-only again."""
-        n = len(payload)
-        if n > self.param_capacity:
-            raise ValueError(f"parameters of {n} bytes exceed the block ({self.param_capacity})")
-        header = ParamHeader.for_payload(op_id, op_code, payload)
-        self.param.write_pieces(((wire.HEADER_SIZE, payload), (0, header.pack())),
-                                forced=self.forced_writes)
+        """Operation step O1: payload first, then the header; the block stays
+        read-only (``osapi.PrivateBlock.write_pieces``)."""
+        with memoryview(payload) as view, view.cast("B") as data:  # lengths in bytes
+            n = len(data)
+            if n > self.param_capacity:
+                raise ValueError(
+                    f"parameters of {n} bytes exceed the block ({self.param_capacity})")
+            header = ParamHeader.for_payload(op_id, op_code, data)
+            self.param.write_pieces(((wire.HEADER_SIZE, data), (0, header.pack())),
+                                    forced=self.forced_writes)
 
     def lend(self, n: int) -> memoryview:
         """A loan (:mod:`aether.client.loan`): the payload's place in the

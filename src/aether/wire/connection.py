@@ -152,6 +152,9 @@ class ServiceProtocol(_Protocol):
             return self._guard_execute(direction, event, nxt)
         if kind is m.Done or kind is m.Progress or kind is m.DoneInline:
             op_id = event.op_id  # type: ignore[attr-defined]
+            if kind is not m.Progress and self.transport is not (
+                    Transport.SOCKET if kind is m.DoneInline else Transport.MEMORY):
+                raise self._fail(direction, event, "wrong DONE form for this transport")
             if kind is m.DoneInline and op_id in self._busy_ids:
                 raise self._fail(direction, event, "busy replies are STARTED messages")
             if op_id != self.current_op_id:
@@ -269,6 +272,12 @@ class ClientProtocol(_Protocol):
             self.last_op_id = self.current_op_id = op_id
             return nxt
         if kind is m.Done or kind is m.DoneInline:
+            # The DONE form must be the session's: a DONE_INLINE on a memory
+            # session would hand the caller a payload the socket carried, which
+            # that session's channel cuts at a control message's size.
+            if self.transport is not (Transport.SOCKET if kind is m.DoneInline
+                                      else Transport.MEMORY):
+                raise self._fail(direction, event, "wrong DONE form for this transport")
             done_id: int = event.op_id  # type: ignore[attr-defined]
             if done_id != self.current_op_id:
                 raise self._fail(direction, event, f"DONE for op {done_id}, expected "
@@ -327,13 +336,4 @@ class ClientProtocol(_Protocol):
                 if op_id != self.current_op_id:
                     raise self._fail(direction, event, f"progress for op {op_id}, expected "
                                      f"{self.current_op_id}")
-            case (_, m.Done(op_id=op_id, status=status)) | (
-                _, m.DoneInline(op_id=op_id, status=status)
-            ):
-                if op_id != self.current_op_id:
-                    raise self._fail(direction, event, f"DONE for op {op_id}, expected "
-                                     f"{self.current_op_id}")
-                if not _is_final(status):
-                    raise self._fail(direction, event, f"status {status} is not final")
-                self.current_op_id = 0
         return nxt
