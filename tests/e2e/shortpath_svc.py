@@ -5,7 +5,9 @@ would end it."""
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 
 import aether
 from aether.service import Cancelled, OperationContext, OperationFailed, Policy
@@ -50,6 +52,12 @@ class Nap(aether.Params, frozen=True, kw_only=True):
 class Add(aether.Params, frozen=True, kw_only=True):
     a: int
     b: int
+
+
+@aether.operation(code=0x0E09, name="sp.hold", result=str)
+class Hold(aether.Params, frozen=True, kw_only=True):
+    started: str  # a file the handler creates when it starts
+    release: str  # the handler returns once this file exists
 
 
 schema = sys.modules[__name__]
@@ -99,3 +107,15 @@ def nap(params: Nap, ctx: OperationContext) -> str:
 @service.handler(Add, inline=True)
 def add(params: Add, ctx: OperationContext) -> int:
     return params.a + params.b
+
+
+@service.handler(Hold, inline=True)
+def hold(params: Hold, ctx: OperationContext) -> str:
+    with open(params.started, "x"):
+        pass
+    deadline = time.monotonic() + 60
+    while not os.path.exists(params.release):
+        if time.monotonic() > deadline:
+            raise OperationFailed("never released")
+        ctx.wait_cancelled(0.005)
+    return "released"

@@ -433,6 +433,16 @@ class Client:
         self._step(steps.READY, "session ready on the memory transport")
 
     @property
+    def in_flight(self) -> Operation | None:
+        """The operation this session is still running, if any: the handle
+        :meth:`start` returned, or the operation of a :meth:`call` that an
+        exception interrupted while it waited (``KeyboardInterrupt`` from
+        Ctrl-C, say). ``wait()`` for its outcome or ``cancel()`` it; until it
+        ends, the session takes no other operation."""
+        op = self._current
+        return None if op is None or op.finished else op
+
+    @property
     def transport(self) -> str:
         t = self.proto.transport
         return t.name.lower() if t is not None and t.name else "none"
@@ -516,6 +526,8 @@ class Client:
         deadline = None if timeout is None else time.monotonic() + timeout
         assert channel is not None
         first: bytes | m.Event | Exception | None = None
+        data: bytes | None = None
+        ended = False
         try:
             try:
                 data = channel.recv(timeout, spin=self.spin)
@@ -534,14 +546,20 @@ class Client:
                         first.op_id == op_id and first.status == _OK:  # type: ignore[union-attr]
                     result = self._direct_result(first, result_decoder, op_id)  # type: ignore[arg-type]
                     if result is not _NOT_SHORT:
+                        ended = True
                         self._op_lock.release()
                         return result
             elif data is not None:
                 first = data  # b"": the service closed the connection
         except BaseException:
+            if ended:
+                raise  # interrupted after the call had ended
             # Anything else (an interrupt in the wait ...): the operation is in
-            # flight, as the general path would leave it.
-            self._current = self._operation_for(spec, op_id)
+            # flight, as the general path would leave it, and what was already
+            # received is handled first by whoever waits for it (in_flight).
+            op = self._operation_for(spec, op_id)
+            op._first = first if first is not None else data
+            self._current = op
             raise
         op = self._operation_for(spec, op_id)
         self._current = op
@@ -606,25 +624,48 @@ class Client:
             # for room, or raises what the session's state calls for.
             return self.start(params).wait(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
-        frame = mapped.first_reply(self.spin, deadline)
-        if frame is not None:
-            kind, reply_id, status, payload = frame
-            if kind == _DONE and reply_id == op_id and status == _OK:
-                try:
-                    result = result_decoder.decode(payload)
-                except SchemaError:
-                    pass  # the general path reports it
-                else:
-                    mapped.ops.reply(kind, reply_id, status)  # the DONE of the op in flight
-                    payload.release()
-                    mapped.reader.release()
-                    self._op_lock.release()
-                    return result
-        op = Operation(self, op_id, spec.name, code, None)
-        op._idempotent = spec.idempotent  # type: ignore[attr-defined]
+        frame = None
+        ended = False
+        try:
+            frame = mapped.first_reply(self.spin, deadline)
+            if frame is not None:
+                kind, reply_id, status, payload = frame
+                if kind == _DONE and reply_id == op_id and status == _OK:
+                    try:
+                        result = result_decoder.decode(payload)
+                    except SchemaError:
+                        pass  # the general path reports it
+                    else:
+                        mapped.ops.reply(kind, reply_id, status)  # the DONE of the op in flight
+                        payload.release()
+                        mapped.reader.release()
+                        frame, ended = None, True
+                        self._op_lock.release()
+                        return result
+        except BaseException:
+            if ended:
+                raise  # interrupted after the call had ended
+            # An interrupt in the wait (...): the operation is in flight, as
+            # the general path would leave it (in_flight). A frame already
+            # polled is applied now rather than held: it views the ring.
+            op = self._operation_for(spec, op_id)
+            self._current = op
+            if frame is not None:
+                self._apply_polled(op, mapped, frame)
+            raise
+        op = self._operation_for(spec, op_id)
         self._current = op
         self._drive_mapped(op, timeout, deadline, first=frame)
         return op.wait(timeout)
+
+    def _apply_polled(self, op: Operation, mapped: MappedCalls, frame: Frame) -> None:
+        """Apply a reply frame polled by an interrupted call (no waiting)."""
+        try:
+            self._mapped_reply(op, mapped, frame)
+        finally:
+            if op.finished and self._current is op:
+                self._current = None
+                self._op_lock.release()
 
     def start(self, params: Params, *, on_progress: ProgressCallback | None = None) -> Operation:
         """Start an operation; the returned handle gives progress, cancel, result."""
@@ -973,6 +1014,8 @@ class Client:
         handled first, as if this loop had received it."""
         if self._current is not op:
             raise BusyResourceError("this operation is not the session's current one")
+        if first is None and op._first is not None:
+            first, op._first = op._first, None
         if deadline is None and timeout is not None:
             deadline = time.monotonic() + timeout
         if self._mapped is not None:
