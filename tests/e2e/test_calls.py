@@ -41,6 +41,18 @@ def test_echo_describe_status_over_memory_transport(testsvc):
         assert st.session_list[0].pid == os.getpid()
 
 
+def test_requests_and_results_either_side_of_one_page(testsvc):
+    """Header and payload within a block's first page go in one write, larger
+    ones as payload then header (docs/protocol.md §5): every size across the
+    boundary, both ways, comes back whole, on the short and general paths."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    with connect(testsvc, transport="memory") as client:
+        for n in range(page - 64, page + 16):
+            data = bytes((i * 7 + n) & 0xFF for i in range(n))
+            assert client.echo(data) == data
+            assert client.call(b.Echo(data=data), on_progress=lambda op: None) == data
+
+
 def test_handshake_steps_are_reported_in_seed_order(testsvc):
     seen: list[str] = []
     with connect(testsvc, transport="memory", on_step=lambda s, t: seen.append(s)):
