@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -82,3 +83,30 @@ def test_demo_runs_end_to_end():
                  "service-read-pattern", "zeros-verified", "guard.baseline", "guard.report",
                  "1 added, 1 removed", "identical: True", "exit code 0"):
         assert text in r.stdout, text
+
+
+def test_ctrl_c_during_a_call_ends_the_operation_and_exits_130(testsvc, runtime_dir):
+    from aether.client import Client
+    from aether.testing.waiting import wait_until
+
+    def running() -> bool:
+        with Client(testsvc.socket_path, transport="socket") as probe:
+            return any(s.running == "test.slow" for s in probe.status().session_list)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aether", "call", str(testsvc.socket_path), "test.slow",
+         "steps=100000", "delay=0.01", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=python_env({"AETHER_RUNTIME_DIR": str(runtime_dir)}))
+    try:
+        wait_until(running, 30, "the CLI's operation to run", watch_pid=proc.pid)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "test.slow" in err and "Traceback" not in err
+    wait_until(lambda: not running(), 10, "the service to cancel the operation",
+               watch_pid=testsvc.pid)

@@ -184,6 +184,34 @@ class TestPrivateBlock:
             assert os.waitstatus_to_exitcode(status) == 0
             assert bytes(block.view[:6]) == b"parent"
 
+    def test_a_retired_block_keeps_its_addresses_from_every_later_mapping(self):
+        """A late write by a service into a retired block (through
+        /proc/<pid>/mem, as the service writes) lands in no later block."""
+        size = 8 * osapi.PAGE_SIZE
+        retired = osapi.PrivateBlock(size)
+        retired.view[:5] = b"stale"
+        address = retired.address
+        retired.retire()
+        retired.retire()  # idempotent
+        with pytest.raises(ClosedResourceError):
+            retired.write_pieces(((0, b"x"),))
+        reserved = osapi.mappings_covering(osapi.read_maps(os.getpid()), address, size)
+        assert [m.perms[:3] for m in reserved] == ["---"]
+        later = [osapi.PrivateBlock(size) for _ in range(8)]
+        try:
+            for block in later:
+                assert not (block.address < address + size and address < block.address + size)
+                block.view[:] = b"\0" * size
+            fd = os.open(f"/proc/{os.getpid()}/mem", os.O_RDWR)
+            try:
+                os.pwrite(fd, b"late result", address)  # what a late service write does
+            finally:
+                os.close(fd)
+            assert all(bytes(block.view) == b"\0" * size for block in later)
+        finally:
+            for block in later:
+                block.close()
+
 
 class TestPeer:
     def test_peer_credentials_and_pidfd_name_the_connecting_process(self, tmp_path):

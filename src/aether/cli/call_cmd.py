@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from .errors_cli import handle_errors
-from .main import EXIT_USAGE
+from .main import EXIT_INTERRUPTED, EXIT_USAGE
 
 TRANSPORTS = click.Choice(["auto", "memory", "mapping", "socket"])
 _JSON_OUT = "\0json-output"  # the value of a bare --json
@@ -180,12 +180,28 @@ def call(service: str, operation: str, assignments: tuple[str, ...], json_value:
                 progress.update(task, completed=op.permille,
                                 msg=op.progress_info.message[-40:])
 
-            with progress:
-                result = client.call_by_name(operation, params, timeout=timeout,
-                                             on_progress=on_progress)
+            try:
+                with progress:
+                    result = client.call_by_name(operation, params, timeout=timeout,
+                                                 on_progress=on_progress)
+            except KeyboardInterrupt:
+                _interrupted(operation)
         else:
-            result = client.call_by_name(operation, params, timeout=timeout)
+            try:
+                result = client.call_by_name(operation, params, timeout=timeout)
+            except KeyboardInterrupt:
+                _interrupted(operation)
     if as_json:
         click.echo(json.dumps(to_jsonable(result), indent=2))
     else:
         console().print(result_renderable(result))
+
+
+
+def _interrupted(operation: str) -> NoReturn:
+    """Ctrl-C during a call. The client has already ended the session (a
+    reply may have been half taken: see ``Client._abandon``), and the
+    service cancels the operation as its session ends."""
+    click.echo(f"aether: interrupted; the session ended and the service cancels {operation}",
+               err=True)
+    sys.exit(EXIT_INTERRUPTED)

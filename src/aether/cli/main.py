@@ -6,7 +6,8 @@ Subcommands live in their own modules and are imported only when used, so
 Exit codes (also in ``aether --help``):
   0 success; 1 the operation failed (its status is printed);
   2 usage error; 3 could not connect or handshake failed;
-  4 unauthorized; 5 other Aether error (OS, primitive).
+  4 unauthorized; 5 other Aether error (OS, primitive);
+  130 interrupted (Ctrl-C) before the operation ended.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ EXIT_USAGE = 2
 EXIT_CONNECT = 3
 EXIT_UNAUTHORIZED = 4
 EXIT_OTHER = 5
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 # name -> "module:attribute" of a click command or group
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -47,6 +49,7 @@ Exit codes:
   3  connection or handshake error
   4  not authorized
   5  other error (OS, primitives)
+  130  interrupted (Ctrl-C) before the operation ended
 """
 
 

@@ -423,7 +423,9 @@ class Client:
             self._send(m.TestVerified(0))
             self._step(steps.ZEROS_VERIFIED, "client saw the zeros; TEST_VERIFIED sent")
         except BaseException:
-            memory.close()
+            # The service knows these addresses and may be behind (a handshake
+            # that timed out): its zeros must not land in a later mapping.
+            memory.close(retire=True)
             raise
         self.memory = memory
         if old is not None:
@@ -435,10 +437,12 @@ class Client:
     @property
     def in_flight(self) -> Operation | None:
         """The operation this session is still running, if any: the handle
-        :meth:`start` returned, or the operation of a :meth:`call` that an
-        exception interrupted while it waited (``KeyboardInterrupt`` from
-        Ctrl-C, say). ``wait()`` for its outcome or ``cancel()`` it; until it
-        ends, the session takes no other operation."""
+        :meth:`start` returned, or the operation of a :meth:`call` whose
+        ``timeout`` ran out (``AetherTimeoutError``: it keeps running).
+        ``wait()`` for its outcome or ``cancel()`` it; until it ends, the
+        session takes no other operation. (A call interrupted by another
+        exception, such as ``KeyboardInterrupt``, ends its session instead:
+        see ``_abandon``.)"""
         op = self._current
         return None if op is None or op.finished else op
 
@@ -489,6 +493,7 @@ class Client:
             return self.start(params).wait(timeout)  # raises, or reconnects first
         channel = self.channel
         op_id = 0
+        sending = False  # from here on the request may have reached the service
         try:
             if channel is not None and not channel.closed and not proto.closed:
                 buffer = self._encode_buffer
@@ -496,10 +501,12 @@ class Client:
                 size = len(buffer)
                 if inline and size <= proto.max_payload:
                     op_id = proto.next_op_id()
+                    sending = True
                     self._send(m.ExecuteInline(op_id, spec.code, bytes(buffer)))
                 elif memory is not None and size <= memory.param_capacity:
                     op_id = proto.next_op_id()
                     memory.write_params(op_id, spec.code, buffer)
+                    sending = True
                     self._send(m.Execute(op_id, size))
         except (PeerGoneError, ClosedResourceError):
             # As _start_once and _start: nothing was delivered and the session
@@ -516,19 +523,22 @@ class Client:
             self._op_lock.release()
             raise
         except BaseException:
-            self._op_lock.release()
+            if sending:
+                self._abandon(None, "interrupted while sending")
+            else:
+                self._op_lock.release()
             raise
         if not op_id:
             # Nothing was sent: the general path grows the block or raises
             # what the session's state calls for.
             self._op_lock.release()
             return self.start(params).wait(timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
         assert channel is not None
         first: bytes | m.Event | Exception | None = None
         data: bytes | None = None
         ended = False
         try:
+            deadline = None if timeout is None else time.monotonic() + timeout
             try:
                 data = channel.recv(timeout, spin=self.spin)
             except AetherTimeoutError:
@@ -551,20 +561,29 @@ class Client:
                         return result
             elif data is not None:
                 first = data  # b"": the service closed the connection
-        except BaseException:
-            if ended:
-                raise  # interrupted after the call had ended
-            # Anything else (an interrupt in the wait ...): the operation is in
-            # flight, as the general path would leave it, and what was already
-            # received is handled first by whoever waits for it (in_flight).
             op = self._operation_for(spec, op_id)
-            op._first = first if first is not None else data
             self._current = op
+        except BaseException:
+            if not ended:  # an interrupt in the wait (...): see _abandon
+                self._abandon(self._current, "interrupted while waiting for the reply")
             raise
-        op = self._operation_for(spec, op_id)
-        self._current = op
-        self._drive(op, timeout, deadline=deadline, first=first)
-        return op.wait(timeout)
+        return self._continue(op, timeout, deadline, first)
+
+    def _continue(self, op: Operation, timeout: float | None, deadline: float | None,
+                  first: Any, *, mapped: bool = False) -> Any:
+        """The general path from where a short path stopped (``first``: what
+        it had already received: a reply frame when ``mapped``)."""
+        try:
+            if mapped:
+                self._drive_mapped(op, timeout, deadline, first=first)
+            else:
+                self._drive(op, timeout, deadline=deadline, first=first)
+            return op.wait(timeout)
+        except BaseException as exc:
+            # An interrupt as _drive begins, before its own handler covers it.
+            if not isinstance(exc, AetherError) and self._current is op and not op.finished:
+                self._abandon(op, "interrupted while waiting for the reply")
+            raise
 
     def _operation_for(self, spec: OperationSpec, op_id: int) -> Operation:
         op = Operation(self, op_id, spec.name, spec.code, None)
@@ -611,22 +630,32 @@ class Client:
                 encode_into(params, buffer)
                 if len(buffer) <= mapped.param_capacity:
                     op_id = mapped.ops.execute()
+                    seq = mapped.writer.seq
                     try:
                         sent = mapped.try_send(_EXECUTE, op_id, code, buffer)
                     finally:
+                        # Published or not, by the ring itself: an interrupt can
+                        # come after the frame went out and before try_send
+                        # returned, and its op id must then never be reused.
+                        # (The head also moves for a WRAP alone; seq only for
+                        # a frame.)
+                        sent = sent or mapped.writer.seq != seq
                         if not sent:
                             mapped.ops.abandon()
-        finally:
-            if not sent:
+        except BaseException:
+            if sent:
+                self._abandon(None, "interrupted while sending")
+            else:
                 self._op_lock.release()
+            raise
         if not sent:
             # Nothing was published: the general path grows the rings, waits
             # for room, or raises what the session's state calls for.
+            self._op_lock.release()
             return self.start(params).wait(timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        frame = None
         ended = False
         try:
+            deadline = None if timeout is None else time.monotonic() + timeout
             frame = mapped.first_reply(self.spin, deadline)
             if frame is not None:
                 kind, reply_id, status, payload = frame
@@ -639,33 +668,41 @@ class Client:
                         mapped.ops.reply(kind, reply_id, status)  # the DONE of the op in flight
                         payload.release()
                         mapped.reader.release()
-                        frame, ended = None, True
+                        ended = True
                         self._op_lock.release()
                         return result
-        except BaseException:
-            if ended:
-                raise  # interrupted after the call had ended
-            # An interrupt in the wait (...): the operation is in flight, as
-            # the general path would leave it (in_flight). A frame already
-            # polled is applied now rather than held: it views the ring.
             op = self._operation_for(spec, op_id)
             self._current = op
-            if frame is not None:
-                self._apply_polled(op, mapped, frame)
+        except BaseException:
+            if not ended:  # an interrupt in the wait (...): see _abandon
+                self._abandon(self._current, "interrupted while waiting for the reply")
             raise
-        op = self._operation_for(spec, op_id)
-        self._current = op
-        self._drive_mapped(op, timeout, deadline, first=frame)
-        return op.wait(timeout)
+        return self._continue(op, timeout, deadline, frame, mapped=True)
 
-    def _apply_polled(self, op: Operation, mapped: MappedCalls, frame: Frame) -> None:
-        """Apply a reply frame polled by an interrupted call (no waiting)."""
+    def _abandon(self, op: Operation | None, why: str) -> None:
+        """End the session after an exception that is not the protocol's own
+        (``KeyboardInterrupt`` from Ctrl-C, an error in a progress callback)
+        interrupted a call whose request may have reached the service.
+
+        Python may raise such an exception after any call returns, so it can
+        come between a request going out and its send returning, or between
+        a reply being received (or polled from the ring) and being handled.
+        What the session holds is then unknown; it is dropped rather than
+        guessed at, because a guess can misattribute a later reply or wait
+        forever for one already taken. The service cancels the operation as
+        the session ends, its outcome is unknown here, and the next call
+        opens a new session. Releases the operation lock.
+        """
         try:
-            self._mapped_reply(op, mapped, frame)
+            if op is not None and not op.finished:
+                op._finish(error=OutcomeUnknownError(
+                    op.op_id, int(Status.EMPTY), "UNKNOWN",
+                    f"{why}; the outcome of {op.name} is unknown"))
+            self._session_lost = True
+            self._teardown()
         finally:
-            if op.finished and self._current is op:
-                self._current = None
-                self._op_lock.release()
+            self._current = None
+            self._op_lock.release()
 
     def start(self, params: Params, *, on_progress: ProgressCallback | None = None) -> Operation:
         """Start an operation; the returned handle gives progress, cancel, result."""
@@ -806,8 +843,10 @@ class Client:
             self._op_lock.release()
             raise
         except BaseException:
-            self._current = None
-            self._op_lock.release()
+            if self._current is not None:  # set just before the request went out
+                self._abandon(self._current, "interrupted while sending")
+            else:
+                self._op_lock.release()
             raise
         return op
 
@@ -1014,8 +1053,6 @@ class Client:
         handled first, as if this loop had received it."""
         if self._current is not op:
             raise BusyResourceError("this operation is not the session's current one")
-        if first is None and op._first is not None:
-            first, op._first = op._first, None
         if deadline is None and timeout is not None:
             deadline = time.monotonic() + timeout
         if self._mapped is not None:
@@ -1054,6 +1091,10 @@ class Client:
                 self._handle(op, event)
         except (PeerGoneError, ClosedResourceError) as exc:
             self._break(op, f"connection lost: {exc}", restarted=True)
+        except BaseException as exc:
+            if not isinstance(exc, AetherError) and self._current is op and not op.finished:
+                self._abandon(op, "interrupted while waiting for the reply")
+            raise
         finally:
             if op.finished and self._current is op:
                 self._current = None
@@ -1098,6 +1139,10 @@ class Client:
                     break
         except (PeerGoneError, ClosedResourceError) as exc:
             self._break(op, f"connection lost: {exc}", restarted=True)
+        except BaseException as exc:
+            if not isinstance(exc, AetherError) and self._current is op and not op.finished:
+                self._abandon(op, "interrupted while waiting for the reply")
+            raise
         finally:
             if op.finished and self._current is op:
                 self._current = None
@@ -1216,7 +1261,9 @@ class Client:
         if self.channel is not None:
             self.channel.close()
         if self.memory is not None:
-            self.memory.close()
+            # An operation still holding the session may still get its result
+            # written into the blocks by the service: keep their addresses.
+            self.memory.close(retire=self._op_lock.locked())
             self.memory = None
         if self._mapped is not None:
             if self._held is not None:

@@ -34,9 +34,6 @@ class Operation:
         self.start_time = time.monotonic()
         self._result: Any = None
         self._error: BaseException | None = None
-        # What an interrupted call had already received for this operation
-        # (a datagram, an event or a receive error): handled first by wait().
-        self._first: Any = None
 
     @property
     def elapsed(self) -> float:

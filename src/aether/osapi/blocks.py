@@ -38,6 +38,8 @@ PROT_WRITE: Final = mmap.PROT_WRITE
 PROT_EXEC: Final = mmap.PROT_EXEC
 MAP_PRIVATE: Final = mmap.MAP_PRIVATE
 MAP_ANONYMOUS: Final = mmap.MAP_ANONYMOUS
+MAP_FIXED: Final = 0x10  # <sys/mman.h>, Linux (not in Python's mmap module)
+MAP_NORESERVE: Final = 0x4000
 CHUNK: Final = 1 << 20  # bytes per pass of a whole-block fill or check
 
 Piece = tuple[int, "bytes | bytearray | memoryview"]
@@ -239,6 +241,30 @@ class PrivateBlock:
         self._check_open()
         span = self.size if length is None else min(self.size, round_to_pages(length))
         return _Writable(self, span)
+
+    def retire(self) -> None:
+        """Free the block's pages but keep its addresses out of use for the
+        rest of the process's life (idempotent; a closed block stays closed).
+
+        For a block a service may still write to: a session that ended with
+        an operation running (the client was interrupted, timed out and
+        closed, lost the connection) leaves the service's write of that
+        operation's result on its way, through ``/proc/<pid>/mem``, which
+        forces its way past page protection. Unmapped, the range would be
+        handed to the next ``mmap`` of this process (a new session's blocks,
+        the Python heap) and the late write would land there. Retired, it is
+        an inaccessible reservation of address space (``PROT_NONE``,
+        ``MAP_NORESERVE``): a late write reaches only a page of its own.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self.view.release()
+            addr = libc.mmap(self.address, self.size, PROT_NONE,
+                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0)
+            if addr is None or addr == MAP_FAILED:
+                raise_errno("mmap")
 
     def close(self) -> None:
         """Unmap the block. Idempotent."""

@@ -869,7 +869,8 @@ class Session:
             op.ctx.cancel()
 
     def _finish(self, op: _RunningOp) -> None:
-        """Step O4: write the result (payload, then header), then send DONE."""
+        """Step O4: write the result (payload, then header, or both at once
+        within the block's first page), then send DONE."""
         self.running = None
         self._busy_replies = 0
         status, payload = self._outcome(op)

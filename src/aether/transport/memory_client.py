@@ -113,6 +113,13 @@ class MemoryClientSide:
             raise RemoteProtocolError("return payload fails its crc32", event="Done")
         return header, payload
 
-    def close(self) -> None:
+    def close(self, *, retire: bool = False) -> None:
+        """Unmap both blocks; ``retire``: keep their addresses reserved
+        instead, because the service may still write a result into them
+        (``osapi.PrivateBlock.retire``)."""
+        if retire:
+            self.param.retire()
+            self.retn.retire()
+            return
         self.param.close()
         self.retn.close()
