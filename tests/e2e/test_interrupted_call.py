@@ -203,3 +203,76 @@ def test_blocks_of_a_session_closed_mid_operation_are_never_mapped_again(
         wait_until(lambda: _sessions(svc) == 1, 10, "the old session to end",
                    watch_pid=svc.pid)
         assert second.call(sp.Add(a=1, b=2)) == 3
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_an_interrupt_while_the_operation_is_built_frees_the_session(
+        svc: ServiceProcess, transport: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """General path: the interrupt lands as the ``Operation`` is built, after
+    the op id was taken and before the request went out."""
+    import aether.client.client as client_module
+
+    real = client_module.Operation
+    raised: list[bool] = []
+
+    def interrupted_once(*args: Any, **kwargs: Any) -> Any:
+        if not raised:
+            raised.append(True)
+            raise Interrupted
+        return real(*args, **kwargs)
+
+    with aether.Client(svc.socket_path, schema=sp, transport=transport) as client:
+        monkeypatch.setattr(client_module, "Operation", interrupted_once)
+        with pytest.raises(Interrupted):
+            client.call(sp.Add(a=2, b=3), on_progress=lambda op: None)
+        assert raised
+        assert client.call(sp.Add(a=100, b=200), timeout=10) == 300
+        assert client.call(sp.Add(a=3, b=4), on_progress=lambda op: None, timeout=10) == 7
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_an_interrupt_as_the_general_path_takes_over_ends_the_session(
+        svc: ServiceProcess, transport: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A short path has taken a reply that is not a quick OK (a failure) and
+    hands it to the general path; the interrupt lands as that begins. The
+    reply is already taken, so waiting for it again would wait forever."""
+    with aether.Client(svc.socket_path, schema=sp, transport=transport) as client:
+        name = "_drive_mapped" if transport == "mapping" else "_drive"
+        real = getattr(client, name)
+        raised: list[bool] = []
+
+        def interrupted_once(*args: Any, **kwargs: Any) -> Any:
+            if not raised:
+                raised.append(True)
+                raise Interrupted  # as at the entry of the real one
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(client, name, interrupted_once)
+        with pytest.raises(Interrupted):
+            client.call(sp.Fail(message="taken"))
+        assert client.in_flight is None
+        assert client.call(sp.Add(a=100, b=200), timeout=10) == 300
+
+
+def test_a_failed_reconnect_after_an_interrupt_is_tried_again(tmp_path: Path) -> None:
+    path = tmp_path / "again.ctl"
+    service = start_service("shortpath_svc:service", path)
+    try:
+        with aether.Client(path, schema=sp, transport="socket") as client:
+            assert client.channel is not None
+            real = client.channel.send
+
+            def interrupted(*args: Any, **kwargs: Any) -> Any:
+                real(*args, **kwargs)
+                raise Interrupted
+
+            client.channel.send = interrupted  # type: ignore[method-assign]
+            with pytest.raises(Interrupted):
+                client.call(sp.Add(a=2, b=3))
+            service.kill()
+            with pytest.raises(aether.AetherError):
+                client.call(sp.Add(a=1, b=1), timeout=5)  # no service to reconnect to
+            service = start_service("shortpath_svc:service", path)
+            assert client.call(sp.Add(a=100, b=200), timeout=10) == 300
+    finally:
+        service.kill()

@@ -161,47 +161,48 @@ def call(service: str, operation: str, assignments: tuple[str, ...], json_value:
     if operation == "aether.echo" and isinstance(params.get("data"), str):
         params["data"] = params["data"].encode()
 
-    with Client(service, transport=transport) as client:
-        if operation not in client.operations():
-            click.echo(f"aether: error: {service} has no operation {operation!r} "
-                       f"(see 'aether describe {service}')", err=True)
-            sys.exit(EXIT_USAGE)
-        show_bar = sys.stderr.isatty() and not as_json
-        if show_bar:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    calling = False  # the request may have gone out: Ctrl-C then cancels it
+    try:
+        with Client(service, transport=transport) as client:
+            if operation not in client.operations():
+                click.echo(f"aether: error: {service} has no operation {operation!r} "
+                           f"(see 'aether describe {service}')", err=True)
+                sys.exit(EXIT_USAGE)
+            show_bar = sys.stderr.isatty() and not as_json
+            calling = True
+            if show_bar:
+                from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-            progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                TextColumn("{task.percentage:>5.1f}%"), TimeElapsedColumn(),
-                                TextColumn("{task.fields[msg]}"), console=err_console(),
-                                transient=True)
-            task = progress.add_task(operation, total=1000, msg="")
+                progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                    TextColumn("{task.percentage:>5.1f}%"), TimeElapsedColumn(),
+                                    TextColumn("{task.fields[msg]}"), console=err_console(),
+                                    transient=True)
+                task = progress.add_task(operation, total=1000, msg="")
 
-            def on_progress(op: Operation) -> None:
-                progress.update(task, completed=op.permille,
-                                msg=op.progress_info.message[-40:])
+                def on_progress(op: Operation) -> None:
+                    progress.update(task, completed=op.permille,
+                                    msg=op.progress_info.message[-40:])
 
-            try:
                 with progress:
                     result = client.call_by_name(operation, params, timeout=timeout,
                                                  on_progress=on_progress)
-            except KeyboardInterrupt:
-                _interrupted(operation)
-        else:
-            try:
+            else:
                 result = client.call_by_name(operation, params, timeout=timeout)
-            except KeyboardInterrupt:
-                _interrupted(operation)
+    except KeyboardInterrupt:
+        _interrupted(operation if calling else None)
     if as_json:
         click.echo(json.dumps(to_jsonable(result), indent=2))
     else:
         console().print(result_renderable(result))
 
 
-
-def _interrupted(operation: str) -> NoReturn:
-    """Ctrl-C during a call. The client has already ended the session (a
+def _interrupted(operation: str | None) -> NoReturn:
+    """Ctrl-C. During a call the client has already ended the session (a
     reply may have been half taken: see ``Client._abandon``), and the
     service cancels the operation as its session ends."""
-    click.echo(f"aether: interrupted; the session ended and the service cancels {operation}",
-               err=True)
+    if operation is None:
+        click.echo("aether: interrupted", err=True)
+    else:
+        click.echo(f"aether: interrupted; the session ended and the service cancels "
+                   f"{operation}", err=True)
     sys.exit(EXIT_INTERRUPTED)

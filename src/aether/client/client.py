@@ -422,10 +422,11 @@ class Client:
                                      "the blocks do not hold the zeros the service wrote")
             self._send(m.TestVerified(0))
             self._step(steps.ZEROS_VERIFIED, "client saw the zeros; TEST_VERIFIED sent")
-        except BaseException:
+        except BaseException as exc:
             # The service knows these addresses and may be behind (a handshake
-            # that timed out): its zeros must not land in a later mapping.
-            memory.close(retire=True)
+            # that timed out or was interrupted): its zeros must not land in a
+            # later mapping. A refusal it sent (HandshakeError) ended its side.
+            memory.close(retire=not isinstance(exc, HandshakeError))
             raise
         self.memory = memory
         if old is not None:
@@ -537,6 +538,7 @@ class Client:
         first: bytes | m.Event | Exception | None = None
         data: bytes | None = None
         ended = False
+        op: Operation | None = None
         try:
             deadline = None if timeout is None else time.monotonic() + timeout
             try:
@@ -563,27 +565,22 @@ class Client:
                 first = data  # b"": the service closed the connection
             op = self._operation_for(spec, op_id)
             self._current = op
-        except BaseException:
-            if not ended:  # an interrupt in the wait (...): see _abandon
-                self._abandon(self._current, "interrupted while waiting for the reply")
-            raise
-        return self._continue(op, timeout, deadline, first)
-
-    def _continue(self, op: Operation, timeout: float | None, deadline: float | None,
-                  first: Any, *, mapped: bool = False) -> Any:
-        """The general path from where a short path stopped (``first``: what
-        it had already received: a reply frame when ``mapped``)."""
-        try:
-            if mapped:
-                self._drive_mapped(op, timeout, deadline, first=first)
-            else:
-                self._drive(op, timeout, deadline=deadline, first=first)
+            self._drive(op, timeout, deadline=deadline, first=first)
             return op.wait(timeout)
         except BaseException as exc:
-            # An interrupt as _drive begins, before its own handler covers it.
-            if not isinstance(exc, AetherError) and self._current is op and not op.finished:
-                self._abandon(op, "interrupted while waiting for the reply")
+            self._interrupted_wait(exc, ended, op)
             raise
+
+    def _interrupted_wait(self, exc: BaseException, ended: bool, op: Operation | None) -> None:
+        """A short path's wait ended by ``exc``: abandon the session if it is
+        an interrupt (see ``_abandon``) and the operation lock is still this
+        call's: no ``Operation`` yet or an unfinished one (_drive releases
+        the lock only with its operation finished; a lost session has
+        already been dealt with)."""
+        if ended or isinstance(exc, AetherError) or self._session_lost:
+            return
+        if op is None or not op.finished:
+            self._abandon(self._current, "interrupted while waiting for the reply")
 
     def _operation_for(self, spec: OperationSpec, op_id: int) -> Operation:
         op = Operation(self, op_id, spec.name, spec.code, None)
@@ -654,6 +651,7 @@ class Client:
             self._op_lock.release()
             return self.start(params).wait(timeout)
         ended = False
+        op: Operation | None = None
         try:
             deadline = None if timeout is None else time.monotonic() + timeout
             frame = mapped.first_reply(self.spin, deadline)
@@ -673,11 +671,11 @@ class Client:
                         return result
             op = self._operation_for(spec, op_id)
             self._current = op
-        except BaseException:
-            if not ended:  # an interrupt in the wait (...): see _abandon
-                self._abandon(self._current, "interrupted while waiting for the reply")
+            self._drive_mapped(op, timeout, deadline, first=frame)
+            return op.wait(timeout)
+        except BaseException as exc:
+            self._interrupted_wait(exc, ended, op)
             raise
-        return self._continue(op, timeout, deadline, frame, mapped=True)
 
     def _abandon(self, op: Operation | None, why: str) -> None:
         """End the session after an exception that is not the protocol's own
@@ -693,16 +691,18 @@ class Client:
         the session ends, its outcome is unknown here, and the next call
         opens a new session. Releases the operation lock.
         """
+        self._session_lost = True
         try:
             if op is not None and not op.finished:
                 op._finish(error=OutcomeUnknownError(
                     op.op_id, int(Status.EMPTY), "UNKNOWN",
                     f"{why}; the outcome of {op.name} is unknown"))
-            self._session_lost = True
-            self._teardown()
         finally:
-            self._current = None
-            self._op_lock.release()
+            try:
+                self._teardown()  # with the lock held: memory blocks are retired
+            finally:
+                self._current = None
+                self._op_lock.release()
 
     def start(self, params: Params, *, on_progress: ProgressCallback | None = None) -> Operation:
         """Start an operation; the returned handle gives progress, cancel, result."""
@@ -771,10 +771,10 @@ class Client:
 
     def _reconnect(self) -> None:
         self._teardown()
-        self._session_lost = False
         self._describe_cache = None
         self._encode_buffer = bytearray()  # the failed call may still hold a view of the old
         self._connect()
+        self._session_lost = False  # only now: a failed reconnect is tried again next call
 
     def _start_once(self, code: int, name: str, params: Any,
                     on_progress: ProgressCallback | None, *, idempotent: bool,
@@ -812,13 +812,16 @@ class Client:
                     mapped = self._mapped
                     assert mapped is not None
                 op_id = mapped.ops.execute()
-                op = Operation(self, op_id, name, code, on_progress)
-                op._idempotent = idempotent  # type: ignore[attr-defined]
-                self._current = op
+                seq = mapped.writer.seq
                 try:
+                    op = Operation(self, op_id, name, code, on_progress)
+                    op._idempotent = idempotent  # type: ignore[attr-defined]
+                    self._current = op
                     mapped.send(_EXECUTE, op_id, code, payload, self.timeout)
                 except BaseException:
-                    mapped.ops.abandon()
+                    if mapped.writer.seq == seq:  # not published: the op id is free
+                        mapped.ops.abandon()
+                        self._current = None
                     raise
                 return op
             op_id = self.proto.next_op_id()
@@ -940,16 +943,17 @@ class Client:
             self._op_lock.release()
             return self._start(spec.code, spec.name, None, on_progress,
                                idempotent=spec.idempotent, encoded=whole)
-        whole.release()
-        self._loan_mapped = False
-        op = Operation(self, op_id, spec.name, spec.code, on_progress)
-        self._current = op
         try:
+            whole.release()
+            self._loan_mapped = False
+            op = Operation(self, op_id, spec.name, spec.code, on_progress)
+            self._current = op
             mapped.commit_loan(op_id, spec.code, total,
                                0 if checksum else rings.FLAG_HEADER_CRC)
         except BaseException:
-            self._current = None
-            self._op_lock.release()
+            # Published or not, with the ring's producer lock released or
+            # not: the session's state is unknown, so it goes (see _abandon).
+            self._abandon(self._current, "interrupted while sending")
             raise
         return op
 
@@ -1261,10 +1265,10 @@ class Client:
         if self.channel is not None:
             self.channel.close()
         if self.memory is not None:
+            memory, self.memory = self.memory, None
             # An operation still holding the session may still get its result
             # written into the blocks by the service: keep their addresses.
-            self.memory.close(retire=self._op_lock.locked())
-            self.memory = None
+            memory.close(retire=self._op_lock.locked())
         if self._mapped is not None:
             if self._held is not None:
                 self._held = None

@@ -38,8 +38,9 @@ PROT_WRITE: Final = mmap.PROT_WRITE
 PROT_EXEC: Final = mmap.PROT_EXEC
 MAP_PRIVATE: Final = mmap.MAP_PRIVATE
 MAP_ANONYMOUS: Final = mmap.MAP_ANONYMOUS
-MAP_FIXED: Final = 0x10  # <sys/mman.h>, Linux (not in Python's mmap module)
-MAP_NORESERVE: Final = 0x4000
+# <sys/mman.h> on Linux x86, ARM, RISC-V, PowerPC, s390, MIPS and SPARC (not
+# in Python's mmap module).
+MAP_FIXED: Final = 0x10
 CHUNK: Final = 1 << 20  # bytes per pass of a whole-block fill or check
 
 Piece = tuple[int, "bytes | bytearray | memoryview"]
@@ -253,8 +254,9 @@ class PrivateBlock:
         forces its way past page protection. Unmapped, the range would be
         handed to the next ``mmap`` of this process (a new session's blocks,
         the Python heap) and the late write would land there. Retired, it is
-        an inaccessible reservation of address space (``PROT_NONE``,
-        ``MAP_NORESERVE``): a late write reaches only a page of its own.
+        an inaccessible reservation of address space (``PROT_NONE``, which
+        private mappings are not charged for): a late write reaches only a
+        page of its own.
         """
         with self._lock:
             if self._closed:
@@ -262,7 +264,7 @@ class PrivateBlock:
             self._closed = True
             self.view.release()
             addr = libc.mmap(self.address, self.size, PROT_NONE,
-                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0)
+                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
             if addr is None or addr == MAP_FAILED:
                 raise_errno("mmap")
 

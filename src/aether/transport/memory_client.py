@@ -118,8 +118,10 @@ class MemoryClientSide:
         instead, because the service may still write a result into them
         (``osapi.PrivateBlock.retire``)."""
         if retire:
-            self.param.retire()
-            self.retn.retire()
+            try:
+                self.param.retire()
+            finally:
+                self.retn.retire()
             return
         self.param.close()
         self.retn.close()
