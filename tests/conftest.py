@@ -37,3 +37,12 @@ def guard(runtime_dir: Path) -> Iterator[ServiceProcess]:
     svc = start_service("guard", runtime_dir / "guard.ctl")
     yield svc
     svc.kill()
+
+
+@pytest.fixture(scope="module")
+def shortpath_svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """The service whose operations all run inline (tests/e2e/shortpath_svc.py),
+    one per test module."""
+    service = start_service("shortpath_svc:service", tmp_path_factory.mktemp("sp") / "sp.ctl")
+    yield service
+    service.kill()

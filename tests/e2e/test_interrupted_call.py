@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -42,11 +42,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 @pytest.fixture(scope="module")
-def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    path = tmp_path_factory.mktemp("intr") / "intr.ctl"
-    service = start_service("shortpath_svc:service", Path(path))
-    yield service
-    service.kill()
+def svc(shortpath_svc: ServiceProcess) -> ServiceProcess:
+    return shortpath_svc
 
 
 def _hold(tmp_path: Path) -> sp.Hold:

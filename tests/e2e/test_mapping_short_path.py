@@ -4,11 +4,9 @@ would: each test takes one way off them (docs/protocol.md §10.3)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import shortpath_svc as sp
-from e2e_support import start_service
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import aether
@@ -23,11 +21,8 @@ from aether.wire import Status
 
 
 @pytest.fixture(scope="module")
-def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    path = tmp_path_factory.mktemp("sp") / "sp.ctl"
-    service = start_service("shortpath_svc:service", Path(path))
-    yield service
-    service.kill()
+def svc(shortpath_svc: ServiceProcess) -> ServiceProcess:
+    return shortpath_svc
 
 
 @pytest.fixture
