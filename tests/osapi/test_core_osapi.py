@@ -195,8 +195,8 @@ class TestPrivateBlock:
         retired.retire()  # idempotent
         with pytest.raises(ClosedResourceError):
             retired.write_pieces(((0, b"x"),))
-        reserved = osapi.mappings_covering(osapi.read_maps(os.getpid()), address, size)
-        assert [m.perms[:3] for m in reserved] == ["---"]
+        kept = osapi.mappings_covering(osapi.read_maps(os.getpid()), address, size)
+        assert len(kept) == 1 and kept[0].contains(address, size)  # still mapped
         later = [osapi.PrivateBlock(size) for _ in range(8)]
         try:
             for block in later:
@@ -211,6 +211,23 @@ class TestPrivateBlock:
         finally:
             for block in later:
                 block.close()
+
+    def test_a_view_held_across_retire_reads_zeros_instead_of_faulting(self):
+        """A result being decoded, or a loan's buffer, while another thread
+        tears the session down: the process must not crash. Run in a child,
+        so a fault would show as its death by SIGSEGV."""
+        code = (
+            "from aether import osapi\n"
+            "block = osapi.PrivateBlock(4 * osapi.PAGE_SIZE)\n"
+            "block.view[:6] = b'result'\n"
+            "held = block.view[:6]  # a slice, as read_return hands out\n"
+            "block.retire()\n"
+            "assert bytes(held) == bytes(6), bytes(held)\n"
+            "held[:2] = b'ok'  # a loan's buffer written after the teardown\n"
+            "print('alive')\n")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 0 and result.stdout == "alive\n", result
 
 
 class TestPeer:

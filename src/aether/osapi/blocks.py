@@ -38,9 +38,6 @@ PROT_WRITE: Final = mmap.PROT_WRITE
 PROT_EXEC: Final = mmap.PROT_EXEC
 MAP_PRIVATE: Final = mmap.MAP_PRIVATE
 MAP_ANONYMOUS: Final = mmap.MAP_ANONYMOUS
-# <sys/mman.h> on Linux x86, ARM, RISC-V, PowerPC, s390, MIPS and SPARC (not
-# in Python's mmap module).
-MAP_FIXED: Final = 0x10
 CHUNK: Final = 1 << 20  # bytes per pass of a whole-block fill or check
 
 Piece = tuple[int, "bytes | bytearray | memoryview"]
@@ -244,8 +241,9 @@ class PrivateBlock:
         return _Writable(self, span)
 
     def retire(self) -> None:
-        """Free the block's pages but keep its addresses out of use for the
-        rest of the process's life (idempotent; a closed block stays closed).
+        """Give the block's pages back but keep its addresses mapped, and out
+        of every later ``mmap``, for the rest of the process's life
+        (idempotent; a retired block is closed).
 
         For a block a service may still write to: a session that ended with
         an operation running (the client was interrupted, timed out and
@@ -253,20 +251,19 @@ class PrivateBlock:
         operation's result on its way, through ``/proc/<pid>/mem``, which
         forces its way past page protection. Unmapped, the range would be
         handed to the next ``mmap`` of this process (a new session's blocks,
-        the Python heap) and the late write would land there. Retired, it is
-        an inaccessible reservation of address space (``PROT_NONE``, which
-        private mappings are not charged for): a late write reaches only a
-        page of its own.
+        the Python heap) and the late write would land there. Retired
+        (``MADV_DONTNEED``), the mapping stays and its pages are freed: a
+        late write reaches only a page of its own, and a view of the block
+        still held somewhere (a result being decoded on another thread, a
+        loan's buffer) reads zeros instead of faulting.
         """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             self.view.release()
-            addr = libc.mmap(self.address, self.size, PROT_NONE,
-                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
-            if addr is None or addr == MAP_FAILED:
-                raise_errno("mmap")
+            if libc.madvise(self.address, self.size, mmap.MADV_DONTNEED) != 0:
+                raise_errno("madvise")
 
     def close(self) -> None:
         """Unmap the block. Idempotent."""
