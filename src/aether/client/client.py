@@ -524,10 +524,7 @@ class Client:
             self._op_lock.release()
             raise
         except BaseException:
-            if sending:
-                self._abandon(None, "interrupted while sending")
-            else:
-                self._op_lock.release()
+            self._interrupted_send(sending)
             raise
         if not op_id:
             # Nothing was sent: the general path grows the block or raises
@@ -570,6 +567,15 @@ class Client:
         except BaseException as exc:
             self._interrupted_wait(exc, ended, op)
             raise
+
+    def _interrupted_send(self, maybe_sent: bool) -> None:
+        """A short path's send ended by an exception: with the request maybe
+        out, the session goes (see ``_abandon``); otherwise only the
+        operation lock is given back."""
+        if maybe_sent:
+            self._abandon(None, "interrupted while sending")
+        else:
+            self._op_lock.release()
 
     def _interrupted_wait(self, exc: BaseException, ended: bool, op: Operation | None) -> None:
         """A short path's wait ended by ``exc``: abandon the session if it is
@@ -640,10 +646,7 @@ class Client:
                         if not sent:
                             mapped.ops.abandon()
         except BaseException:
-            if sent:
-                self._abandon(None, "interrupted while sending")
-            else:
-                self._op_lock.release()
+            self._interrupted_send(sent)
             raise
         if not sent:
             # Nothing was published: the general path grows the rings, waits
