@@ -211,6 +211,12 @@ def test_soak_with_kills_loses_nothing_and_recovers():
     acc = row["accounting"]
     assert row["transports"] == ["memory", "socket", "mapping"]
     assert row["restarts"] >= 1 and row["clients_killed"] >= 1
+    # a killed client's replacement keeps its transport: the mix never drifts
+    mix = {"memory": 2, "socket": 2, "mapping": 2}
+    assert row["clients_alive_by_transport_at_end"] == mix
+    assert len(row["replacements"]) == row["clients_killed"]
+    for old, old_transport, new, new_transport in row["replacements"]:
+        assert new_transport == old_transport, (old, new)
     assert (acc["lost"], acc["duplicated"], acc["mismatched"]) == (0, 0, 0)
     assert acc["false_success"] == 0 and acc["cancelled_but_committed"] == 0
     assert acc["ok"] > 0

@@ -254,6 +254,9 @@ def _print_soak(out: Any, r: dict[str, Any]) -> bool:
                   _met(not (a["false_success"] or a["cancelled_but_committed"])))
     table.add_row("clients started / killed", f"{r['clients_started']} / {r['clients_killed']}",
                   "", "")
+    mix = r.get("clients_alive_by_transport_at_end") or {}
+    table.add_row("  alive at the end, by transport",
+                  ", ".join(f"{t} {n}" for t, n in sorted(mix.items())) or "-", "", "")
     table.add_row("service restarts", str(r["restarts"]), "", "")
     table.add_row("kill to READY (max)",
                   _f(max((x["restart_s"] for x in r["recovery"]), default=None), "{:.2f} s"),

@@ -2,11 +2,12 @@
 clients and the service are killed at random.
 
 Clients (forked, one transport each, in turn over the transports this build
-has) make a mix of calls: echo with random payloads, work with progress,
-work cancelled at a random moment, a call that must fail, the status
-builtin. At random intervals the harness SIGKILLs a client and starts a new
-one in its place, and SIGKILLs the service and starts it again on the same
-socket; clients reconnect by themselves.
+has; a replacement keeps the transport of the client it replaces) make a mix
+of calls: echo with random payloads, work with progress, work cancelled at a
+random moment, a call that must fail, the status builtin. At random
+intervals the harness SIGKILLs a client and starts a new one in its place,
+and SIGKILLs the service and starts it again on the same socket; clients
+reconnect by themselves.
 
 What it reports:
 
@@ -30,6 +31,7 @@ import math
 import random
 import select
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -221,15 +223,25 @@ def run_soak(minutes: float, *, clients: int = 16, transports: tuple[str, ...] =
         alive: dict[int, ForkedChild] = {}
         transport_of: dict[int, str] = {}
         killed: set[int] = set()
+        replaced: list[tuple[int, int]] = []
         crashed: list[str] = []
         restarts: list[Restart] = []
         next_cid = 1
 
-        def spawn() -> None:
+        def spawn(replacing: int | None = None) -> None:
+            """A new client: over the transport of the client it is
+            ``replacing`` or, for the first ones, in turn over the transports.
+            A replacement keeps the transport so that the mix stays the
+            same all along: each mapping session maps its rings into the
+            service, so a mix drifting at random would show in the RSS as
+            growth or shrinking that is only the mix."""
             nonlocal next_cid
             cid = next_cid
+            if replacing is not None:
+                replaced.append((replacing, cid))
             next_cid += 1
-            transport_of[cid] = usable[cid % len(usable)]
+            transport_of[cid] = (transport_of[replacing] if replacing is not None
+                                else usable[cid % len(usable)])
             alive[cid] = kids.fork(soak_body(str(run.socket), transport_of[cid], cid,
                                              run.records, seed * 100_003 + cid))
 
@@ -263,7 +275,7 @@ def run_soak(minutes: float, *, clients: int = 16, transports: tuple[str, ...] =
                     cid = rng.choice(sorted(alive))
                     alive.pop(cid).kill()
                     killed.add(cid)
-                    spawn()
+                    spawn(replacing=cid)
                     next_client_kill = every(client_kill_every)
                 if now >= next_service_kill:
                     kill_ns = time.monotonic_ns()
@@ -282,7 +294,7 @@ def run_soak(minutes: float, *, clients: int = 16, transports: tuple[str, ...] =
                     if child.poll() is not None:
                         crashed.append(f"client {cid} exited by itself with {child.returncode}")
                         del alive[cid]
-                        spawn()
+                        spawn(replacing=cid)
                 if now - last_log >= 30:
                     last_log = now
                     s = life.samples[-1] if life.samples else life.baseline
@@ -300,6 +312,7 @@ def run_soak(minutes: float, *, clients: int = 16, transports: tuple[str, ...] =
             kids.kill_all()
             raise
         finally:
+            alive_mix = Counter(transport_of[cid] for cid in alive)
             for child in alive.values():
                 child.send(stop=True)
             stopped_at = time.monotonic()
@@ -323,6 +336,10 @@ def run_soak(minutes: float, *, clients: int = 16, transports: tuple[str, ...] =
         transports=usable, skipped_transports=skipped, seconds=stopped_at - start,
         accounting=asdict(acc), clean=acc.clean and not crashed,
         clients_started=next_cid - 1, clients_killed=len(killed),
+        # each replacement: the client killed (or crashed), the one started in its place
+        replacements=[(old, transport_of[old], new, transport_of[new])
+                      for old, new in replaced],
+        clients_alive_by_transport_at_end=dict(alive_mix),
         restarts=len(restarts), recovery=recovery,
         rss_growth=slope_mib_per_hour(lifetimes, warmup, min_fit),
         service_baseline=_vitals_dict(idle), service_quiet=_vitals_dict(quiet),
