@@ -60,12 +60,15 @@ GOAL_EXTRA_HANDSHAKE_S = 1.0
 @click.option("--min-fit", type=click.FloatRange(0), default=240.0, show_default=True,
               help="Soak: a service lifetime counts in the RSS slope only with at least "
                    "this many seconds of samples after its warm-up.")
+@click.option("--seed", type=int, default=7, show_default=True,
+              help="Soak: seed of the random kills, payloads and call mix (the same seed "
+                   "replays the same choices; another one tries others).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write figures here.")
 def load(clients: int, calls: int, payload: int, transports: tuple[str, ...], paced: float,
          paced_calls: int, sessions: int,
          uids: int, soak_minutes: float | None, soak_clients: int, client_kill_every: float,
          service_kill_every: float, service_kills: bool, warmup: float, min_fit: float,
-         json_path: str | None) -> None:
+         seed: int, json_path: str | None) -> None:
     """N client processes x M calls per transport against one real service,
     every call counted; sessions of several uids held at once; or a soak."""
     from rich.console import Console
@@ -96,7 +99,7 @@ def load(clients: int, calls: int, payload: int, transports: tuple[str, ...], pa
         row = run_soak(soak_minutes, clients=soak_clients, transports=chosen,
                        client_kill_every=client_kill_every,
                        service_kill_every=service_every, warmup=warmup, min_fit=min_fit,
-                       log=log)
+                       seed=seed, log=log)
         report["soak"] = row
         ok = _print_soak(out, row)
     else:

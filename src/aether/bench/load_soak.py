@@ -200,7 +200,7 @@ def run_soak(minutes: float, *, clients: int = 16, transports: tuple[str, ...] =
     for the whole soak (clients are still killed). ``warmup`` and
     ``min_fit``: see :func:`slope_mib_per_hour`."""
     rng = random.Random(seed)
-    row: dict[str, Any] = {"minutes": minutes, "clients": clients,
+    row: dict[str, Any] = {"minutes": minutes, "clients": clients, "seed": seed,
                            "client_kill_every_s": client_kill_every,
                            "service_kill_every_s": service_kill_every, "warmup_s": warmup,
                            "min_fit_s": min_fit}
