@@ -7,7 +7,9 @@ identical bytes, identical indices and identical results or errors.
 
 from __future__ import annotations
 
+import mmap
 import os
+import time
 import zlib
 from typing import Any
 
@@ -137,3 +139,59 @@ def test_released_region_raises_instead_of_reading_freed_memory() -> None:
     with pytest.raises(ValueError, match="released"):
         side.reader.pending()
 
+
+
+_READERS = [pytest.param(rings.PyRingReader, id="python"),
+            pytest.param(getattr(rings._native, "RingReader", None), id="c", marks=needs_native)]
+
+
+@pytest.mark.parametrize("reader_cls", _READERS)
+def test_spin_answers_at_once_for_a_published_frame_and_gives_up_on_an_empty_ring(
+        reader_cls: Any) -> None:
+    side = Side(rings.PyRingWriter, reader_cls)
+    reader = side.reader
+    assert reader.spin(0.0) is False
+    started = time.monotonic()
+    assert reader.spin(0.002) is False
+    assert time.monotonic() - started >= 0.002  # it looked for the whole time it was given
+    side.writer.put(int(FrameKind.EXECUTE), 1, 7, b"x")
+    assert reader.spin(0.0) is True and reader.spin(30.0) is True
+    assert reader.poll() is not None
+    reader.release()
+    assert reader.spin(0.0) is False
+    with pytest.raises(TypeError):
+        reader.spin("1")
+
+
+@pytest.mark.parametrize("reader_cls", _READERS)
+def test_spin_sees_a_frame_another_process_publishes_meanwhile(reader_cls: Any) -> None:
+    region = mmap.mmap(-1, rings.region_size(RING))
+    whole = memoryview(region)
+    ctl = whole[:rings.CONTROL_BYTES].cast("Q")
+    data = whole[rings.CONTROL_BYTES:rings.CONTROL_BYTES + RING]
+    rings.init_control(ctl, RING)
+    reader = reader_cls(ctl, data, rings.W_REQ_HEAD, rings.W_REQ_TAIL,
+                        frozenset({int(FrameKind.EXECUTE)}))
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the peer: publish once the parent says it is about to spin
+        try:
+            os.read(go_r, 1)
+            writer = rings.PyRingWriter(ctl, data, rings.W_REQ_HEAD, rings.W_REQ_TAIL)
+            writer.put(int(FrameKind.EXECUTE), 1, 7, b"from the peer")
+        finally:
+            os._exit(0)
+    try:
+        os.write(go_w, b"x")
+        assert reader.spin(60.0) is True  # holds the GIL: only another process can publish
+        frame = reader.poll()
+        assert frame is not None and bytes(frame[3]) == b"from the peer"
+        frame[3].release()
+        reader.release()
+    finally:
+        os.close(go_r)
+        os.close(go_w)
+        assert os.waitpid(pid, 0)[1] == 0
+    del reader, ctl, data
+    whole.release()
+    region.close()

@@ -155,7 +155,7 @@ class MappedCalls:
         reader = self.reader
         try:
             if not reader.pending() and not (spin and self.spinning.should_spin(spin)
-                                             and spin_until(reader.pending, spin)):
+                                             and reader.spin(spin)):
                 return None
             frame = reader.poll()
         except (RemoteProtocolError, ValueError):  # ValueError: closed meanwhile
@@ -199,7 +199,7 @@ class MappedCalls:
 
     def _wait_reply(self, deadline: float | None, spin: float) -> Frame:
         reader = self.reader
-        if spin and self.spinning.should_spin(spin) and spin_until(reader.pending, spin):
+        if spin and self.spinning.should_spin(spin) and reader.spin(spin):
             frame = reader.poll()
             if frame is not None:
                 return frame

@@ -428,7 +428,7 @@ class Session:
                 self._finish(op)
                 continue
             if op is None and self._spin and self.host.session_count <= 1 and \
-                    spin_until(reader.pending, self._spin):
+                    reader.spin(self._spin):
                 continue
             timeout = limits.idle_timeout if op is None else None
             if op is None and self._trim_at is not None:

@@ -27,7 +27,8 @@ header or payload is rejected, never decoded, at the cost of one pass.
 
 Everything here works on buffers the caller hands in (``memoryview``s of
 the mapped region, or plain ``bytearray``s in tests) and makes no system
-call. The peer writes the same memory concurrently, so every value read
+call other than reading the monotonic clock (``spin``'s bound, a vDSO
+read). The peer writes the same memory concurrently, so every value read
 from it is checked before use and each end keeps its own index privately:
 only the *peer's* index is read back, and a value out of range raises
 :class:`RemoteProtocolError` (the session is over). Writers store the
@@ -37,7 +38,7 @@ into integers and check those; the payload is checked and decoded in place,
 so a peer that rewrites it meanwhile can only spoil its own request
 (decoding is typed and never executes anything).
 
-The per-frame paths (``put``, ``poll``, ``release``, ``pending``) exist
+The per-frame paths (``put``, ``poll``, ``release``, ``pending``, ``spin``) exist
 twice: in C (``_ringc.c``, used when it was built: a few hundred
 nanoseconds where Python takes microseconds) and here in Python
 (:class:`PyRingWriter`, :class:`PyRingReader`), which is the specification
@@ -52,6 +53,7 @@ from __future__ import annotations
 import importlib
 import os
 import struct
+import time
 import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
@@ -391,6 +393,22 @@ class PyRingReader:
         """True when the producer has published something not yet read
         (the head is not checked here: :meth:`poll` does that)."""
         return bool(self._ctl[self._head_word] != self.tail)
+
+    def spin(self, seconds: float) -> bool:
+        """True once :meth:`pending`, looking for up to ``seconds`` without
+        sleeping (the C version pauses the CPU between looks)."""
+        if self._ctl[self._head_word] != self.tail:
+            return True
+        if not seconds > 0:
+            return False
+        clock = time.monotonic
+        end = clock() + min(seconds, 86400.0)
+        while True:
+            for _ in range(32):
+                if self._ctl[self._head_word] != self.tail:
+                    return True
+            if clock() >= end:
+                return False
 
     def poll(self) -> tuple[int, int, int, memoryview] | None:
         """The next frame as (kind, op_id, arg, payload view), or None if empty.
