@@ -490,7 +490,7 @@ class Client:
         if self._session_lost or self._closed or self._held is not None \
                 or not (inline or (memory is not None and proto.transport is Transport.MEMORY)) \
                 or (timeout is not None and timeout <= 0) \
-                or not self._op_lock.acquire(blocking=False):
+                or not self._op_lock.acquire(False):
             return self.start(params).wait(timeout)  # raises, or reconnects first
         channel = self.channel
         op_id = 0
@@ -622,7 +622,7 @@ class Client:
         code = spec.code
         mapped = self._mapped
         if mapped is None or self._session_lost or self._closed or self._held is not None \
-                or not self._op_lock.acquire(blocking=False):
+                or not self._op_lock.acquire(False):
             return self.start(params).wait(timeout)  # raises, or reconnects first
         sent = False
         op_id = 0
@@ -786,7 +786,7 @@ class Client:
         block, whose holder has the operation lock."""
         if in_place < 0:
             self._check_usable()
-            if not self._op_lock.acquire(blocking=False):
+            if not self._op_lock.acquire(False):
                 raise BusyResourceError("an operation is already in flight on this session; "
                                         "use another Client for concurrent calls")
         try:
@@ -896,7 +896,7 @@ class Client:
 
     def _lend(self, total: int) -> tuple[memoryview, int]:
         self._check_usable()
-        if not self._op_lock.acquire(blocking=False):
+        if not self._op_lock.acquire(False):
             raise BusyResourceError("an operation is already in flight on this session")
         try:
             if self._held is not None:
@@ -1009,7 +1009,7 @@ class Client:
         self._check_usable()
         if self.memory is None and self._mapped is None:
             raise BusyResourceError("blocks exist only on the memory and mapping transports")
-        if not self._op_lock.acquire(blocking=False):
+        if not self._op_lock.acquire(False):
             raise BusyResourceError("cannot re-register blocks while an operation runs")
         try:
             if self._mapped is not None:

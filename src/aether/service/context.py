@@ -39,6 +39,8 @@ class OperationContext:
 
     Slotted: one is made per operation, and on the mapping transport's short
     path a ``__dict__`` made it the largest single cost (1.3 against 0.76 µs).
+    The session makes it with positional arguments: keyword arguments to a
+    class call cost ~0.9 µs more (1.20 against 0.33 µs in ``timeit``).
     """
 
     __slots__ = ("__weakref__", "_cancel_event", "_cancelled", "_last_permille", "_last_sent",
@@ -46,7 +48,6 @@ class OperationContext:
 
     def __init__(
         self,
-        *,
         op_id: int,
         op_name: str,
         caller: Caller,

@@ -275,8 +275,9 @@ class Service:
 
     @property
     def session_count(self) -> int:
-        with self._sessions_lock:
-            return len(self._sessions)
+        # No lock: len() of a dict is one atomic read under the GIL, and a
+        # mapping session asks on every spin decision.
+        return len(self._sessions)
 
     # -- serving ------------------------------------------------------------------
     def serve(

@@ -522,9 +522,8 @@ class Session:
         except SchemaError:
             return None
         self.operations += 1
-        ctx = OperationContext(
-            op_id=op_id, op_name=spec.name, caller=caller, session_id=self.session_id,
-            sink=self._progress, min_interval=self.host.limits.progress_interval)
+        ctx = OperationContext(op_id, spec.name, caller, self.session_id, self._progress,
+                               self.host.limits.progress_interval)
         op = _RunningOp(op_id, spec, ctx, params)
         self.running = op
         try:
@@ -783,10 +782,8 @@ class Session:
             return
         if spec.privileged:
             self.host.audit(spec, self.caller, allowed=True)
-        ctx = OperationContext(
-            op_id=op_id, op_name=spec.name, caller=self.caller, session_id=self.session_id,
-            sink=self._progress, min_interval=self.host.limits.progress_interval,
-        )
+        ctx = OperationContext(op_id, spec.name, self.caller, self.session_id, self._progress,
+                               self.host.limits.progress_interval)
         op = _RunningOp(op_id, spec, ctx, params)
         if handler.inline:
             # Completes at once: DONE without STARTED (protocol.md step O4).
