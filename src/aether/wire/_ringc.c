@@ -468,22 +468,33 @@ reader_bufs(Reader *self, Bufs *b)
                     self->tail_word > self->head_word ? self->tail_word : self->head_word, b);
 }
 
-static PyObject *
-Reader_pending(Reader *self, PyObject *Py_UNUSED(ignored))
+/* The producer's head word, with the control buffer held in `ctl` (release
+ * it after the last read); NULL with an exception set if it is not there. */
+static const uint64_t *
+reader_head_word(Reader *self, Py_buffer *ctl)
 {
-    Py_buffer ctl;
     if (self->ctl == NULL) {
         PyErr_SetString(PyExc_ValueError, "the ring was not initialised (__init__ not called)");
         return NULL;
     }
-    if (PyObject_GetBuffer(self->ctl, &ctl, PyBUF_SIMPLE) < 0)
+    if (PyObject_GetBuffer(self->ctl, ctl, PyBUF_SIMPLE) < 0)
         return NULL;
-    if (ctl.len < (self->head_word + 1) * 8 || ((uintptr_t)ctl.buf & 7)) {
-        PyBuffer_Release(&ctl);
+    if (ctl->len < (self->head_word + 1) * 8 || ((uintptr_t)ctl->buf & 7)) {
+        PyBuffer_Release(ctl);
         PyErr_SetString(PyExc_ValueError, "the ring's buffers changed size");
         return NULL;
     }
-    uint64_t head = __atomic_load_n((uint64_t *)ctl.buf + self->head_word, __ATOMIC_ACQUIRE);
+    return (const uint64_t *)ctl->buf + self->head_word;
+}
+
+static PyObject *
+Reader_pending(Reader *self, PyObject *Py_UNUSED(ignored))
+{
+    Py_buffer ctl;
+    const uint64_t *headp = reader_head_word(self, &ctl);
+    if (headp == NULL)
+        return NULL;
+    uint64_t head = __atomic_load_n(headp, __ATOMIC_ACQUIRE);
     PyBuffer_Release(&ctl);
     return PyBool_FromLong(head != self->tail);
 }
@@ -518,18 +529,9 @@ Reader_spin(Reader *self, PyObject *arg)
     if (seconds == -1.0 && PyErr_Occurred())
         return NULL;
     Py_buffer ctl;
-    if (self->ctl == NULL) {
-        PyErr_SetString(PyExc_ValueError, "the ring was not initialised (__init__ not called)");
+    const uint64_t *headp = reader_head_word(self, &ctl);
+    if (headp == NULL)
         return NULL;
-    }
-    if (PyObject_GetBuffer(self->ctl, &ctl, PyBUF_SIMPLE) < 0)
-        return NULL;
-    if (ctl.len < (self->head_word + 1) * 8 || ((uintptr_t)ctl.buf & 7)) {
-        PyBuffer_Release(&ctl);
-        PyErr_SetString(PyExc_ValueError, "the ring's buffers changed size");
-        return NULL;
-    }
-    const uint64_t *headp = (const uint64_t *)ctl.buf + self->head_word;
     const uint64_t tail = self->tail;
     int found = __atomic_load_n(headp, __ATOMIC_ACQUIRE) != tail;
     if (!found && seconds > 0) {
