@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from aether.errors import RemoteProtocolError
 from aether.wire import FrameKind, rings
 
 needs_native = pytest.mark.skipif(not rings.NATIVE, reason="the C extension is not built")
@@ -195,3 +196,16 @@ def test_spin_sees_a_frame_another_process_publishes_meanwhile(reader_cls: Any) 
     del reader, ctl, data
     whole.release()
     region.close()
+
+
+@pytest.mark.parametrize("reader_cls", _READERS)
+def test_spin_hands_a_scribbled_head_to_poll_which_rejects_it(reader_cls: Any) -> None:
+    # A hostile peer's head is only a reason to look: spin answers at once,
+    # and poll, which checks it, ends the session.
+    side = Side(rings.PyRingWriter, reader_cls)
+    for seconds in (float("nan"), -1.0, 0.0):
+        assert side.reader.spin(seconds) is False  # never waits for odd bounds
+    side.ctl[rings.W_REQ_HEAD] = RING * 3 + 5  # past the ring, misaligned
+    assert side.reader.spin(30.0) is True
+    with pytest.raises(RemoteProtocolError):
+        side.reader.poll()
