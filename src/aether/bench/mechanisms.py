@@ -551,7 +551,13 @@ class AetherVariant(Mechanism):
             note = ("aether.sink through Client.loan (payload written in place)"
                     if hasattr(Client, "loan") else
                     "aether.sink, plain call (this build has no Client.loan)")
-        pin_process(svc.pid, server_cpus)
+        # Unpinned rows measure the service as it places itself (one CPU for
+        # its threads, service/placement.py); pinned rows override that and
+        # give it back afterwards.
+        own_cpus = None
+        if server_cpus is not None:
+            own_cpus = os.sched_getaffinity(svc.pid)
+            pin_process(svc.pid, server_cpus)
         path = str(svc.socket_path)
         unchecked = None
         if sink and self.loan and self.transport == "mapping" and op == "aether.sink":
@@ -567,7 +573,8 @@ class AetherVariant(Mechanism):
                       "spin": self.client_spin, "op": op, "capacity": capacity,
                       "loan": self.loan})
         finally:
-            pin_process(svc.pid, None)
+            if own_cpus is not None:
+                pin_process(svc.pid, own_cpus)
 
 
 AETHER_VARIANTS: list[AetherVariant] = [

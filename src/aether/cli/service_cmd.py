@@ -28,9 +28,12 @@ def service() -> None:
               help="Offer only the socket transport (no cross-process memory access).")
 @click.option("--spin-us", type=click.IntRange(0, 100_000), default=None,
               help="Microseconds a lone session polls before sleeping (0: never spin).")
+@click.option("--all-cpus", is_flag=True,
+              help="Let the kernel spread the service's threads over every CPU "
+                   "(default: keep them on one CPU, moved when it is crowded).")
 @handle_errors
 def run(target: str, socket_path: str | None, mode: str | None,
-        no_memory_transport: bool, spin_us: int | None) -> None:
+        no_memory_transport: bool, spin_us: int | None, all_cpus: bool) -> None:
     """Run TARGET in the foreground until SIGTERM or SIGINT.
 
     TARGET is a shipped service name (``guard``) or ``package.module:attribute``
@@ -53,6 +56,8 @@ def run(target: str, socket_path: str | None, mode: str | None,
         svc.memory_transport_enabled = False
     if spin_us is not None:
         svc.limits = replace(svc.limits, spin=spin_us / 1e6)
+    if all_cpus:
+        svc.limits = replace(svc.limits, one_cpu=False)
     svc.serve(socket_path)
     sys.exit(0)
 

@@ -75,8 +75,15 @@ from .procmaps import (
 )
 from .procmem import ProcessMemory as ProcessMemory, Region as Region
 from .sched import (
+    allowed_cpus as allowed_cpus,
+    clock_ticks_per_second as clock_ticks_per_second,
+    cpu_busy_ticks as cpu_busy_ticks,
+    current_cpu as current_cpu,
     one_cpu_with as one_cpu_with,
     online_cpus as online_cpus,
+    process_cpu_seconds as process_cpu_seconds,
     runnable_tasks as runnable_tasks,
+    set_process_cpus as set_process_cpus,
+    set_thread_cpus as set_thread_cpus,
 )
 from .sharedmap import SharedView as SharedView

@@ -36,6 +36,7 @@ from aether.wire import ErrorCode, messages as m, rings
 
 from .context import OperationContext
 from .listener import bind_control_socket, default_socket_path
+from .placement import CpuPlacement
 from .policy import Caller, Limits, Policy
 from .sdnotify import Notifier
 from .session import Session
@@ -84,6 +85,7 @@ class Service:
         self.handlers: dict[int, Handler] = {}
         self.socket_path: Path | None = None
         self.fd_limit = 1024
+        self.placement = CpuPlacement()  # started by serve() in a process's main thread
         self.started_at = time.monotonic()
         self.operations_served = 0
         self._sessions: dict[int, Session] = {}
@@ -301,12 +303,17 @@ class Service:
         switch_interval = sys.getswitchinterval()
         if self.limits.gil_switch_interval:
             sys.setswitchinterval(self.limits.gil_switch_interval)
+        # Like the signal handlers, only where the service is the process.
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        placement = self.placement = CpuPlacement()
+        if self.limits.one_cpu and in_main_thread:
+            placement.start(time.monotonic())
         if not self.pidfd_supported:
             log.warning("this kernel has no SO_PEERPIDFD (Linux >= 6.5): the memory transport "
                         "is refused; clients use the socket transport")
         listener = bind_control_socket(path, mode=mode)
         self.socket_path = path
-        if install_signal_handlers and threading.current_thread() is threading.main_thread():
+        if install_signal_handlers and in_main_thread:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self.stop())
             signal.signal(signal.SIGHUP, lambda *_: self.reload())
@@ -335,6 +342,7 @@ class Service:
                 except Exception as exc:
                     log.error("service %s: shutdown hook failed: %s", self.name, exc)
             notifier.close()
+            placement.stop()
             sys.setswitchinterval(switch_interval)
             log.info("service %s stopped", self.name)
 
@@ -365,6 +373,7 @@ class Service:
                                     else 1000)
             except InterruptedError:
                 continue
+            self.placement.tick(time.monotonic())
             if interval and time.monotonic() >= next_trim:
                 osapi.trim_heap()
                 next_trim = time.monotonic() + interval

@@ -96,3 +96,9 @@ class Limits:
     # reply by 5 ms at a time: `aether bench load`'s paced p99 on the memory
     # transport was 19-65 ms with it, 4-5 ms with 0.5 ms. None: Python's.
     gil_switch_interval: float | None = 0.0005
+    # Keep the service's threads on one CPU while it serves (moved to an
+    # idler one when other tasks crowd it; long handlers may use every CPU):
+    # with the GIL, threads spread over CPUs queue for it and serve 16
+    # clients at half the rate or less (service/placement.py). Only where
+    # serve() runs in the process's main thread. False: the kernel places them.
+    one_cpu: bool = True

@@ -824,10 +824,13 @@ class Session:
             op.finished = True
 
     def _run_in_worker(self, op: _RunningOp, handler: Handler) -> None:
+        placement = self.host.placement
+        placement.free_this_thread()  # a long handler may use every CPU (placement.py)
         try:
             self._run_handler(op, handler)
             self.wake()
         finally:
+            placement.thread_done()
             self.host.release_worker(self.caller.uid)
 
     def _progress(self, op_id: int, permille: int, message: str, done: int, total: int) -> None:
