@@ -97,11 +97,16 @@ def test_ctrl_c_during_a_call_ends_the_operation_and_exits_130(testsvc, runtime_
         [sys.executable, "-m", "aether", "call", str(testsvc.socket_path), "test.slow",
          "steps=100000", "delay=0.01", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=python_env({"AETHER_RUNTIME_DIR": str(runtime_dir)}))
+        env=python_env({"AETHER_RUNTIME_DIR": str(runtime_dir), "PYTHONFAULTHANDLER": "1"}))
     try:
         wait_until(running, 30, "the CLI's operation to run", watch_pid=proc.pid)
         proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=30)
+        try:
+            _out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+            _out, err = proc.communicate(timeout=10)
+            raise AssertionError(f"the CLI ignored SIGINT for 30 s:\n{err}") from None
     finally:
         if proc.poll() is None:
             proc.kill()
