@@ -27,7 +27,7 @@ from aether.bench.load_records import (
     Outcome,
     account,
 )
-from aether.testing import python_env, wait_until
+from aether.testing import python_env, sigint_as_from_a_terminal, wait_until
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to other uids")
 
@@ -256,18 +256,12 @@ def test_command_writes_json_and_exits_zero(tmp_path: Path):
     assert report["machine"]["nproc"] >= 1
 
 
-def _sigint_default() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_ctrl_c_ends_every_process_the_harness_started(tmp_path: Path, signum: int):
     harness = subprocess.Popen(
         [sys.executable, "-m", "aether", "bench", "load", "--soak", "5", "--soak-clients", "3"],
         env=python_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        # As from a terminal: a test run started in the background by a
-        # non-interactive shell inherits SIGINT ignored, and so would the harness.
-        preexec_fn=_sigint_default,
+        preexec_fn=sigint_as_from_a_terminal,  # a background test run ignores SIGINT
     )
     pidfds: dict[int, int] = {}
     try:

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 
-from aether.testing import python_env
+from aether.testing import python_env, sigint_as_from_a_terminal
 
 
 def aether(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -97,7 +97,8 @@ def test_ctrl_c_during_a_call_ends_the_operation_and_exits_130(testsvc, runtime_
         [sys.executable, "-m", "aether", "call", str(testsvc.socket_path), "test.slow",
          "steps=100000", "delay=0.01", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=python_env({"AETHER_RUNTIME_DIR": str(runtime_dir), "PYTHONFAULTHANDLER": "1"}))
+        env=python_env({"AETHER_RUNTIME_DIR": str(runtime_dir), "PYTHONFAULTHANDLER": "1"}),
+        preexec_fn=sigint_as_from_a_terminal)  # a background test run ignores SIGINT
     try:
         wait_until(running, 30, "the CLI's operation to run", watch_pid=proc.pid)
         proc.send_signal(signal.SIGINT)

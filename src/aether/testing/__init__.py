@@ -12,5 +12,6 @@ from .process import (
     ServiceProcess as ServiceProcess,
     isolated_runtime as isolated_runtime,
     python_env as python_env,
+    sigint_as_from_a_terminal as sigint_as_from_a_terminal,
 )
 from .waiting import wait_until as wait_until

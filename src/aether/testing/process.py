@@ -33,6 +33,18 @@ def python_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def sigint_as_from_a_terminal() -> None:
+    """A ``preexec_fn`` for a child that a test interrupts with SIGINT: puts
+    SIGINT back to its default, as a terminal's foreground process has it.
+
+    A test run started in the background by a non-interactive shell (a CI
+    runner's ``cmd &``) inherits SIGINT ignored, every child inherits that
+    across ``exec``, and Python then installs no KeyboardInterrupt handler:
+    the child would never see the test's Ctrl-C.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def isolated_runtime(mode: int = 0o700) -> Iterator[Path]:
     """A fresh runtime directory, set as ``$AETHER_RUNTIME_DIR`` while inside."""
