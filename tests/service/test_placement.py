@@ -1,6 +1,6 @@
-"""The service keeps its threads on one CPU while it serves, frees long
-handlers' threads, moves when the CPU is crowded and leaves placement alone
-when someone else set it (service/placement.py)."""
+"""The service keeps its threads on one CPU while it serves two sessions or
+more, frees long handlers' threads, moves when the CPU is crowded and leaves
+placement alone when someone else set it (service/placement.py)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ import pytest
 from e2e_support import start_service
 from hypothesis import given, strategies as st
 
+import aether
 from aether.client import Client
 from aether.service.placement import CROWDED, MARGIN, choose_cpu
 from aether.testing import ServiceProcess
+from aether.testing.inprocess import serving_in_thread
 from aether.testing.waiting import wait_until
 
 ALLOWED = frozenset(os.sched_getaffinity(0))
@@ -75,6 +77,13 @@ def _thread_cpus(pid: int) -> dict[int, frozenset[int]]:
     return cpus
 
 
+def _echoing(service: ServiceProcess, transport: str = "socket") -> Client:
+    """A client whose session is established (its thread runs)."""
+    client = Client(str(service.socket_path), transport=transport)
+    assert client.call(client.registry.by_name("aether.echo").params(data=b"x")) == b"x"
+    return client
+
+
 @pytest.fixture
 def service(runtime_dir: Path) -> Iterator[ServiceProcess]:
     svc = start_service("aether_testsvc:service", runtime_dir / "place.ctl")
@@ -101,8 +110,28 @@ def test_every_session_thread_shares_one_cpu(service: ServiceProcess) -> None:
 
 
 @needs_two_cpus
+def test_a_lone_session_leaves_placement_to_the_kernel_and_two_gather(
+        service: ServiceProcess) -> None:
+    """One session spins for its client's calls: the kernel must be free to
+    put the client elsewhere. From the second session on, one CPU."""
+    first = _echoing(service, "mapping")
+    try:
+        assert set(_thread_cpus(service.pid).values()) == {ALLOWED}
+        second = _echoing(service)
+        (mask,) = set(_thread_cpus(service.pid).values())
+        assert len(mask) == 1
+        second.close()
+        wait_until(lambda: set(_thread_cpus(service.pid).values()) == {ALLOWED}, 10,
+                   "every CPU again with one session", watch_pid=service.pid)
+        assert first.call(first.registry.by_name("aether.echo").params(data=b"y")) == b"y"
+    finally:
+        first.close()
+
+
+@needs_two_cpus
 def test_a_long_operation_s_thread_may_use_every_cpu(service: ServiceProcess) -> None:
     client = Client(str(service.socket_path), transport="socket", schema=ts)
+    second = _echoing(service)  # two sessions: the threads go to one CPU
     try:
         client.call(ts.Nap(delay=0.0))  # the session's thread exists from here on
         before = set(_thread_cpus(service.pid))
@@ -121,17 +150,18 @@ def test_a_long_operation_s_thread_may_use_every_cpu(service: ServiceProcess) ->
         op.cancel()
     finally:
         client.close()
+        second.close()
 
 
 def test_all_cpus_leaves_placement_to_the_kernel(runtime_dir: Path) -> None:
     svc = start_service("aether_testsvc:service", runtime_dir / "all.ctl", "--all-cpus")
     try:
-        client = Client(str(svc.socket_path), transport="socket")
+        clients = [_echoing(svc), _echoing(svc)]
         try:
-            client.call(client.registry.by_name("aether.echo").params(data=b"x"))
             assert set(_thread_cpus(svc.pid).values()) == {ALLOWED}
         finally:
-            client.close()
+            for c in clients:
+                c.close()
     finally:
         svc.kill()
 
@@ -144,6 +174,7 @@ def _hog(cpu: int) -> subprocess.Popen[bytes]:
 
 @needs_two_cpus
 def test_a_crowded_cpu_is_left_for_an_idler_one(service: ServiceProcess) -> None:
+    held = [_echoing(service), _echoing(service)]
     (start_mask,) = set(_thread_cpus(service.pid).values())
     (cpu,) = start_mask
     hog = _hog(cpu)
@@ -163,3 +194,15 @@ def test_a_crowded_cpu_is_left_for_an_idler_one(service: ServiceProcess) -> None
     finally:
         hog.kill()
         hog.wait()
+        for c in held:
+            c.close()
+
+
+def test_a_service_in_another_thread_leaves_the_process_where_it_is(tmp_path: Path) -> None:
+    """Embedded (a GUI's own service, a test): the process is not the service's."""
+    before = os.sched_getaffinity(0)
+    svc = aether.Service("embedded")
+    with serving_in_thread(svc, tmp_path / "e.ctl"):
+        assert not svc.placement.active
+        assert os.sched_getaffinity(0) == before
+    assert os.sched_getaffinity(0) == before

@@ -79,6 +79,7 @@ from .sched import (
     clock_ticks_per_second as clock_ticks_per_second,
     cpu_busy_ticks as cpu_busy_ticks,
     current_cpu as current_cpu,
+    main_thread_cpus as main_thread_cpus,
     one_cpu_with as one_cpu_with,
     online_cpus as online_cpus,
     process_cpu_seconds as process_cpu_seconds,

@@ -63,6 +63,14 @@ def allowed_cpus() -> frozenset[int]:
     return frozenset(os.sched_getaffinity(0))
 
 
+def main_thread_cpus() -> frozenset[int]:
+    """The CPUs this process's main thread may run on."""
+    try:
+        return frozenset(os.sched_getaffinity(os.getpid()))
+    except OSError as exc:
+        raise translate(exc, "sched_getaffinity") from None
+
+
 def current_cpu() -> int | None:
     """The CPU the calling thread ran on last (``/proc/thread-self/stat``,
     field 39); None when it cannot be read."""

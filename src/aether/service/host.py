@@ -218,6 +218,7 @@ class Service:
     def session_ended(self, session: Session) -> None:
         with self._sessions_lock:
             self._sessions.pop(session.session_id, None)
+        self.placement.sessions_changed(lambda: len(self._sessions))
 
     def operation_finished(self, spec: OperationSpec, status: wire.Status) -> None:
         self.operations_served += 1
@@ -303,11 +304,8 @@ class Service:
         switch_interval = sys.getswitchinterval()
         if self.limits.gil_switch_interval:
             sys.setswitchinterval(self.limits.gil_switch_interval)
-        # Like the signal handlers, only where the service is the process.
         in_main_thread = threading.current_thread() is threading.main_thread()
         placement = self.placement = CpuPlacement()
-        if self.limits.one_cpu and in_main_thread:
-            placement.start(time.monotonic())
         if not self.pidfd_supported:
             log.warning("this kernel has no SO_PEERPIDFD (Linux >= 6.5): the memory transport "
                         "is refused; clients use the socket transport")
@@ -326,6 +324,9 @@ class Service:
         notifier.ready(f"listening on {path}")
         notifier.start_watchdog(lambda: not self._stopping.is_set())
         try:
+            # Like the signal handlers, only where the service is the process.
+            if self.limits.one_cpu and in_main_thread:
+                placement.start(time.monotonic())
             self._accept_loop(listener)
         finally:
             notifier.stopping("stopping: finishing running operations")
@@ -414,6 +415,8 @@ class Service:
             return
         with self._sessions_lock:
             self._sessions[sid] = session
+        # before the thread starts: it inherits this thread's CPUs
+        self.placement.sessions_changed(lambda: len(self._sessions))
         try:
             session.thread.start()
         except RuntimeError as exc:

@@ -14,9 +14,14 @@ the kernel spreading the service's threads and with them kept on one CPU:
 - memory: 2,670-4,898 against 7,168-7,498 calls/s;
 - mapping: 6,952-9,892 against 18,613-24,015 calls/s.
 
-So while the service serves it keeps its threads on one CPU, among those it
-may use, starting with the one it runs on. Two things keep that from
-costing what pinning usually costs:
+So while it serves two sessions or more, the service keeps its threads on
+one CPU, among those it may use, starting with the one it ran on. A lone
+session's thread has no other to queue with, and it spins for its client's
+next call (``Limits.spin``): kept on one CPU it would spin there while the
+kernel put the client on that CPU too (``aether bench``'s unpinned
+mapping spin went from 6.9-11.0 to 13.6 µs p50 and from 54-69 to 752 µs
+p99), so with one session the kernel places the threads. Two more things
+keep the one CPU from costing what pinning usually costs:
 
 - handler threads of operations that do not complete inline (hashing a
   tree, compressing: work that releases the GIL in C) may use every CPU the
@@ -36,7 +41,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from aether import osapi
 from aether.errors import OSAPIError
@@ -72,6 +77,7 @@ class CpuPlacement:
         self.interval = interval
         self.allowed: frozenset[int] = frozenset()
         self.cpu: int | None = None
+        self.together = False  # the threads are on self.cpu (two sessions or more)
         self.moves = 0
         self._free: set[int] = set()  # native ids of threads that may use every CPU
         self._lock = threading.Lock()
@@ -84,32 +90,37 @@ class CpuPlacement:
         return self.cpu is not None
 
     def start(self, now: float) -> None:
-        """Put every thread of the process on one CPU (none when it may use
-        only one, or its affinity cannot be set)."""
+        """Choose the CPU (none when the process may use only one): the
+        threads go there once :meth:`sessions_changed` sees two sessions."""
         allowed = osapi.allowed_cpus()
         if len(allowed) < 2:
             return
         cpu = osapi.current_cpu()
-        if cpu not in allowed:
-            cpu = min(allowed)
-        try:
-            osapi.set_process_cpus(frozenset({cpu}))
-        except OSAPIError as exc:
-            log.warning("cannot keep the service's threads on one CPU: %s", exc)
-            return
-        self.allowed, self.cpu = allowed, cpu
-        log.info("service threads on CPU %d (of %s)", cpu, sorted(allowed))
+        self.allowed = allowed
+        self.cpu = cpu if cpu in allowed else min(allowed)
         self._sample(now)
 
     def stop(self) -> None:
         """Give every thread back the CPUs it had before :meth:`start`."""
-        if self.cpu is None:
-            return
-        self.cpu = None
-        try:
-            osapi.set_process_cpus(self.allowed)
-        except OSAPIError as exc:
-            log.warning("cannot restore the service's CPU affinity: %s", exc)
+        with self._lock:
+            if self.cpu is not None and self.together and self._ours():
+                self._place(self.allowed)
+            self.cpu = None
+            self.together = False
+
+    def sessions_changed(self, count: Callable[[], int]) -> None:
+        """Called when a session begins or ends; ``count`` reads how many
+        there are (under this object's lock, so that two changes at once
+        leave the placement of the later one)."""
+        with self._lock:
+            if self.cpu is None or (count() >= 2) == self.together or not self._ours():
+                return
+            if self.together:
+                if self._place(self.allowed):
+                    self.together = False
+            elif self._place(frozenset({self.cpu}), keep=frozenset(self._free)):
+                self.together = True
+                log.info("service threads on CPU %d (of %s)", self.cpu, sorted(self.allowed))
 
     def free_this_thread(self) -> None:
         """Let the calling thread (a long operation's handler) use every CPU
@@ -136,26 +147,37 @@ class CpuPlacement:
         self._sample(now)
         if before_busy is None or self._busy is None or elapsed <= 0:
             return
-        if osapi.allowed_cpus() != {self.cpu}:
-            return  # someone else placed us: theirs while it lasts
         hz = osapi.clock_ticks_per_second()
         busy = {c: (self._busy.get(c, 0) - before_busy.get(c, 0)) / (hz * elapsed)
                 for c in self.allowed if c in self._busy}
         own = (self._own - before_own) / elapsed
-        target = choose_cpu(self.cpu, busy, own)
-        if target is None:
-            return
         with self._lock:
-            keep = frozenset(self._free)
+            if self.cpu is None or not self.together or not self._ours():
+                return
+            target = choose_cpu(self.cpu, busy, own)
+            if target is None or not self._place(frozenset({target}),
+                                                 keep=frozenset(self._free)):
+                return
+            log.info("service threads moved from CPU %d to CPU %d (others took %.0f%% of it)",
+                     self.cpu, target, 100 * (busy.get(self.cpu, 0.0) - own))
+            self.cpu = target
+            self.moves += 1
+
+    def _ours(self) -> bool:
+        """Whether the main thread (the one that starts sessions' threads) is
+        where this object put it: if not, someone else placed the service
+        (taskset, ``aether bench``'s pinned rows), theirs while it lasts."""
+        assert self.cpu is not None
+        expected = {self.cpu} if self.together else self.allowed
+        return osapi.main_thread_cpus() == expected
+
+    def _place(self, cpus: frozenset[int], keep: frozenset[int] = frozenset()) -> bool:
         try:
-            osapi.set_process_cpus(frozenset({target}), keep=keep)
+            osapi.set_process_cpus(cpus, keep=keep)
         except OSAPIError as exc:
-            log.warning("cannot move the service's threads to CPU %d: %s", target, exc)
-            return
-        log.info("service threads moved from CPU %d to CPU %d (others took %.0f%% of it)",
-                 self.cpu, target, 100 * (busy.get(self.cpu, 0.0) - own))
-        self.cpu = target
-        self.moves += 1
+            log.warning("cannot place the service's threads on CPUs %s: %s", sorted(cpus), exc)
+            return False
+        return True
 
     def _sample(self, now: float) -> None:
         self._busy = osapi.cpu_busy_ticks()
