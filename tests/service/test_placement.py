@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import aether_testsvc as ts  # tests/e2e, on the path (tests/conftest.py)
@@ -84,21 +83,14 @@ def _echoing(service: ServiceProcess, transport: str = "socket") -> Client:
     return client
 
 
-@pytest.fixture
-def service(runtime_dir: Path) -> Iterator[ServiceProcess]:
-    svc = start_service("aether_testsvc:service", runtime_dir / "place.ctl")
-    yield svc
-    svc.kill()
-
-
 @needs_two_cpus
-def test_every_session_thread_shares_one_cpu(service: ServiceProcess) -> None:
-    clients = [Client(str(service.socket_path), transport=t)
+def test_every_session_thread_shares_one_cpu(testsvc: ServiceProcess) -> None:
+    clients = [Client(str(testsvc.socket_path), transport=t)
                for t in ("socket", "memory", "mapping", "socket")]
     try:
         for c in clients:
             assert c.call(c.registry.by_name("aether.echo").params(data=b"x")) == b"x"
-        placed = _thread_cpus(service.pid)
+        placed = _thread_cpus(testsvc.pid)
         assert len(placed) >= 1 + len(clients)  # the listener and a thread per session
         masks = set(placed.values())
         assert len(masks) == 1, placed
@@ -111,39 +103,39 @@ def test_every_session_thread_shares_one_cpu(service: ServiceProcess) -> None:
 
 @needs_two_cpus
 def test_a_lone_session_leaves_placement_to_the_kernel_and_two_gather(
-        service: ServiceProcess) -> None:
+        testsvc: ServiceProcess) -> None:
     """One session spins for its client's calls: the kernel must be free to
     put the client elsewhere. From the second session on, one CPU."""
-    first = _echoing(service, "mapping")
+    first = _echoing(testsvc, "mapping")
     try:
-        assert set(_thread_cpus(service.pid).values()) == {ALLOWED}
-        second = _echoing(service)
-        (mask,) = set(_thread_cpus(service.pid).values())
+        assert set(_thread_cpus(testsvc.pid).values()) == {ALLOWED}
+        second = _echoing(testsvc)
+        (mask,) = set(_thread_cpus(testsvc.pid).values())
         assert len(mask) == 1
         second.close()
-        wait_until(lambda: set(_thread_cpus(service.pid).values()) == {ALLOWED}, 10,
-                   "every CPU again with one session", watch_pid=service.pid)
+        wait_until(lambda: set(_thread_cpus(testsvc.pid).values()) == {ALLOWED}, 10,
+                   "every CPU again with one session", watch_pid=testsvc.pid)
         assert first.call(first.registry.by_name("aether.echo").params(data=b"y")) == b"y"
     finally:
         first.close()
 
 
 @needs_two_cpus
-def test_a_long_operation_s_thread_may_use_every_cpu(service: ServiceProcess) -> None:
-    client = Client(str(service.socket_path), transport="socket", schema=ts)
-    second = _echoing(service)  # two sessions: the threads go to one CPU
+def test_a_long_operation_s_thread_may_use_every_cpu(testsvc: ServiceProcess) -> None:
+    client = Client(str(testsvc.socket_path), transport="socket", schema=ts)
+    second = _echoing(testsvc)  # two sessions: the threads go to one CPU
     try:
         client.call(ts.Nap(delay=0.0))  # the session's thread exists from here on
-        before = set(_thread_cpus(service.pid))
+        before = set(_thread_cpus(testsvc.pid))
         op = client.start(ts.Slow(steps=1000, delay=0.01))
 
         def worker_freed() -> bool:
-            placed = _thread_cpus(service.pid)
+            placed = _thread_cpus(testsvc.pid)
             return any(placed[t] == ALLOWED for t in set(placed) - before)
 
         wait_until(worker_freed, 10, "the handler's thread on every CPU",
-                   watch_pid=service.pid)
-        placed = _thread_cpus(service.pid)
+                   watch_pid=testsvc.pid)
+        placed = _thread_cpus(testsvc.pid)
         workers = {t for t in set(placed) - before if placed[t] == ALLOWED}
         others = {placed[t] for t in placed if t not in workers}
         assert len(others) == 1 and len(next(iter(others))) == 1, placed
@@ -173,20 +165,20 @@ def _hog(cpu: int) -> subprocess.Popen[bytes]:
 
 
 @needs_two_cpus
-def test_a_crowded_cpu_is_left_for_an_idler_one(service: ServiceProcess) -> None:
-    held = [_echoing(service), _echoing(service)]
-    (start_mask,) = set(_thread_cpus(service.pid).values())
+def test_a_crowded_cpu_is_left_for_an_idler_one(testsvc: ServiceProcess) -> None:
+    held = [_echoing(testsvc), _echoing(testsvc)]
+    (start_mask,) = set(_thread_cpus(testsvc.pid).values())
     (cpu,) = start_mask
     hog = _hog(cpu)
     try:
         # looked at every 2 s: two looks, and a margin for a noisy machine
-        wait_until(lambda: set(_thread_cpus(service.pid).values()) != {start_mask}, 15,
-                   "the service to leave its crowded CPU", watch_pid=service.pid)
-        masks = set(_thread_cpus(service.pid).values())
+        wait_until(lambda: set(_thread_cpus(testsvc.pid).values()) != {start_mask}, 15,
+                   "the service to leave its crowded CPU", watch_pid=testsvc.pid)
+        masks = set(_thread_cpus(testsvc.pid).values())
         assert len(masks) == 1
         (mask,) = masks
         assert len(mask) == 1 and cpu not in mask
-        client = Client(str(service.socket_path), transport="socket")
+        client = Client(str(testsvc.socket_path), transport="socket")
         try:  # and it still serves
             assert client.call(client.registry.by_name("aether.echo").params(data=b"k")) == b"k"
         finally:
