@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aether_testsvc as ts  # tests/e2e, on the path (tests/conftest.py)
@@ -15,6 +16,7 @@ from e2e_support import start_service
 from hypothesis import given, strategies as st
 
 import aether
+from aether import osapi
 from aether.client import Client
 from aether.service.placement import CROWDED, MARGIN, choose_cpu
 from aether.testing import ServiceProcess
@@ -170,10 +172,23 @@ def test_a_crowded_cpu_is_left_for_an_idler_one(testsvc: ServiceProcess) -> None
     (start_mask,) = set(_thread_cpus(testsvc.pid).values())
     (cpu,) = start_mask
     hog = _hog(cpu)
+    before, started = osapi.cpu_busy_ticks(), time.monotonic()
     try:
-        # looked at every 2 s: two looks, and a margin for a noisy machine
-        wait_until(lambda: set(_thread_cpus(testsvc.pid).values()) != {start_mask}, 15,
-                   "the service to leave its crowded CPU", watch_pid=testsvc.pid)
+        def moved() -> bool:
+            return set(_thread_cpus(testsvc.pid).values()) != {start_mask}
+
+        try:  # looked at every 2 s: two looks, and a margin for a noisy machine
+            wait_until(moved, 15, "the service to leave its crowded CPU", watch_pid=testsvc.pid)
+        except AssertionError:
+            # Staying is right when no CPU was clearly idler (another test run
+            # sharing the machine): say so rather than fail for it.
+            after, elapsed = osapi.cpu_busy_ticks(), time.monotonic() - started
+            assert before is not None and after is not None
+            hz = osapi.clock_ticks_per_second()
+            others = [(after[c] - before[c]) / (hz * elapsed) for c in ALLOWED if c != cpu]
+            if min(others) > 1.0 - MARGIN - 0.05:
+                pytest.skip(f"no idler CPU while the hog ran (busy {min(others):.0%})")
+            raise
         masks = set(_thread_cpus(testsvc.pid).values())
         assert len(masks) == 1
         (mask,) = masks
