@@ -31,9 +31,10 @@ keep the one CPU from costing what pinning usually costs:
   than half of its CPU and another was idler by a clear margin, it moves
   its threads there (:func:`choose_cpu`).
 
-When something else changes the service's affinity (``taskset``, a unit's
-``CPUAffinity=``, ``aether bench``'s pinned rows), placement is left to it
-for as long as that lasts. ``Limits.one_cpu = False`` (``aether service run
+Placement stays within the CPUs the service was started with (``taskset``,
+a unit's ``CPUAffinity=``); when something changes the affinity while it
+runs (``taskset -p``, ``aether bench``'s pinned rows), placement is left to
+that for as long as it lasts. ``Limits.one_cpu = False`` (``aether service run
 --all-cpus``) leaves placement to the kernel from the start.
 """
 
