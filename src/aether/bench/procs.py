@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from aether import osapi
 from aether.testing import python_env
 
 PLACEMENTS = ("unpinned", "same-cpu", "cross-cpu")
@@ -50,10 +51,7 @@ def placement(name: str) -> Placement | str:
 
 def pin_process(pid: int, cpus: frozenset[int] | set[int] | None) -> None:
     """Pin every thread of ``pid`` (``None``: every CPU this process may use)."""
-    mask = set(cpus) if cpus else _all_cpus()
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(ProcessLookupError):
-            os.sched_setaffinity(int(tid), mask)
+    osapi.set_process_cpus(frozenset(cpus) if cpus else frozenset(_all_cpus()), pid=pid)
 
 
 _ALL: set[int] | None = None

@@ -91,13 +91,14 @@ def set_thread_cpus(cpus: frozenset[int]) -> None:
         raise translate(exc, "sched_setaffinity") from None
 
 
-def set_process_cpus(cpus: frozenset[int], *, keep: frozenset[int] = frozenset()) -> None:
-    """Let every thread of this process run only on ``cpus``, except the
-    threads whose ids are in ``keep``. Threads started meanwhile inherit the
-    affinity of the thread that starts them, so a second pass catches those a
-    first one missed."""
+def set_process_cpus(cpus: frozenset[int], *, keep: frozenset[int] = frozenset(),
+                     pid: int | None = None) -> None:
+    """Let every thread of this process (or of ``pid``) run only on ``cpus``,
+    except the threads whose ids are in ``keep``. Threads started meanwhile
+    inherit the affinity of the thread that starts them, so a second pass
+    catches those a first one missed."""
     for _ in range(2):
-        for tid in _thread_ids():
+        for tid in _thread_ids(pid):
             if tid in keep:
                 continue
             try:
@@ -109,11 +110,12 @@ def set_process_cpus(cpus: frozenset[int], *, keep: frozenset[int] = frozenset()
                 raise translate(exc, "sched_setaffinity") from None
 
 
-def _thread_ids() -> list[int]:
+def _thread_ids(pid: int | None) -> list[int]:
+    tasks = f"/proc/{'self' if pid is None else pid}/task"
     try:
-        return [int(t) for t in os.listdir("/proc/self/task")]
+        return [int(t) for t in os.listdir(tasks)]
     except OSError as exc:
-        raise translate(exc, "/proc/self/task") from None
+        raise translate(exc, tasks) from None
 
 
 def cpu_busy_ticks() -> dict[int, int] | None:
