@@ -15,6 +15,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python="${PYTHON:-.venv/bin/python}"
 command -v "$python" >/dev/null || { echo "sanitize-rings.sh: run bash scripts/install.sh test first" >&2; exit 1; }
+case "$python" in  # the tests run from the scratch copy: a relative path would not resolve there
+    /*) ;;
+    */*) python="$PWD/$python" ;;
+esac
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT

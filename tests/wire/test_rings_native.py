@@ -71,8 +71,11 @@ class Side:
             view[:] = payload
             flags = rings.FLAG_HEADER_CRC if header_only else 0
             return self.writer.commit(int(FrameKind.EXECUTE), 9, 1, len(payload), flags)
-        if name == "poll":
-            frame = self.reader.poll()
+        if name == "bell":
+            self.writer.bell_word = op[1]
+            return None
+        if name in ("poll", "take"):
+            frame = self.reader.poll() if name == "poll" else self.reader.take(0.0)
             if frame is None:
                 return None
             kind, op_id, arg, view = frame
@@ -96,8 +99,8 @@ class Side:
 
     def state(self) -> tuple[Any, ...]:
         w, r = self.writer, self.reader
-        return (bytes(self.mem), bytes(self.ctl), w.head, w.seq, r.tail, r.seq, r.flags,
-                r.pending())
+        return (bytes(self.mem), bytes(self.ctl), w.head, w.seq, w.bell_word, r.tail, r.seq,
+                r.flags, r.pending())
 
 
 _payload = st.one_of(st.binary(max_size=64),
@@ -109,6 +112,12 @@ _op = st.one_of(
     st.tuples(st.just("loan"), _payload, st.booleans()),
     st.just(("poll",)),
     st.just(("poll",)),
+    st.just(("take",)),
+    st.tuples(st.just("bell"), st.sampled_from([-1, rings.W_CLIENT_SLEEPING,
+                                                rings.W_SERVICE_SLEEPING])),
+    st.tuples(st.just("scribble"), st.sampled_from([rings.W_CLIENT_SLEEPING,
+                                                    rings.W_SERVICE_SLEEPING]),
+              st.integers(0, 1)),
     st.tuples(st.just("flip"), st.integers(0, RING - 1), st.integers(1, 255)),
     st.tuples(st.just("scribble"), st.sampled_from([rings.W_REQ_HEAD, rings.W_REQ_TAIL]),
               st.one_of(st.integers(0, 4 * RING), st.integers(0, (1 << 64) - 1))),
@@ -209,3 +218,57 @@ def test_spin_hands_a_scribbled_head_to_poll_which_rejects_it(reader_cls: Any) -
     assert side.reader.spin(30.0) is True
     with pytest.raises(RemoteProtocolError):
         side.reader.poll()
+
+
+_WRITERS = [pytest.param(rings.PyRingWriter, id="python"),
+            pytest.param(rings.RingWriter, id="c", marks=needs_native)]
+
+
+@pytest.mark.parametrize("writer_cls", _WRITERS)
+def test_put_says_whether_the_peer_announced_it_sleeps(writer_cls: Any) -> None:
+    side = Side(writer_cls, rings.PyRingReader)
+    writer, word = side.writer, rings.W_SERVICE_SLEEPING
+    execute = int(FrameKind.EXECUTE)
+    side.ctl[word] = 1
+    assert writer.put(execute, 1, 7, b"a") is False  # no bell word: never told
+    writer.bell_word = word
+    assert writer.put(execute, 2, 7, b"b") is True
+    side.ctl[word] = 0
+    assert writer.put(execute, 3, 7, b"c") is False
+    side.ctl[word] = 1
+    # the slow path (a frame that must wrap to the ring's start) tells it too
+    filler = RING - writer.head % RING - rings.FRAME_SIZE - 64  # leaves 64 bytes at the end
+    assert writer.put(execute, 4, 7, b"f" * filler) is True
+    while side.reader.poll() is not None:
+        side.reader.release()
+    head = writer.head
+    assert writer.put(execute, 5, 7, b"w" * 100) is True
+    assert writer.head - head > rings.FRAME_SIZE + 104  # the wrap's 64 bytes were skipped
+
+
+@needs_native
+def test_bell_word_outside_the_control_area_is_refused() -> None:
+    side = Side(rings.RingWriter, rings.RingReader)
+    for bad in (-2, 512, 1 << 40):
+        with pytest.raises((ValueError, OverflowError)):
+            side.writer.bell_word = bad
+    assert side.writer.bell_word == -1
+
+
+@pytest.mark.parametrize("reader_cls", _READERS)
+def test_take_gives_the_frame_once_it_comes_and_none_on_an_empty_ring(reader_cls: Any) -> None:
+    side = Side(rings.PyRingWriter, reader_cls)
+    reader = side.reader
+    assert reader.take(0.0) is None
+    started = time.monotonic()
+    assert reader.take(0.002) is None
+    assert time.monotonic() - started >= 0.002
+    side.writer.put(int(FrameKind.EXECUTE), 1, 7, b"x")
+    frame = reader.take(30.0)
+    assert frame is not None and frame[:3] == (int(FrameKind.EXECUTE), 1, 7)
+    assert bytes(frame[3]) == b"x"
+    frame[3].release()
+    reader.release()
+    side.ctl[rings.W_REQ_HEAD] = RING * 3 + 5  # a scribbled head: poll's checks reject it
+    with pytest.raises(RemoteProtocolError):
+        reader.take(30.0)

@@ -215,6 +215,7 @@ typedef struct {
     PyObject *ctl;
     PyObject *data;
     Py_ssize_t size, head_word, tail_word, pos, wrap_from;
+    Py_ssize_t bell_word; /* the peer's "I sleep" word, or -1 */
     unsigned long long head, seq;
 } Writer;
 
@@ -240,6 +241,7 @@ Writer_init(Writer *self, PyObject *args, PyObject *kwds)
     self->seq = 1;
     self->pos = -1;
     self->wrap_from = -1;
+    self->bell_word = -1;
     return 0;
 }
 
@@ -295,8 +297,10 @@ Writer_put(Writer *self, PyObject *const *args, Py_ssize_t nargs)
         if (PyObject_GetBuffer(payload_obj, &payload, PyBUF_SIMPLE) < 0)
             return NULL;
     }
-    if (bufs_get(self->ctl, self->data, self->size, self->tail_word > self->head_word
-                 ? self->tail_word : self->head_word, &b) < 0) {
+    Py_ssize_t max_word = self->tail_word > self->head_word ? self->tail_word : self->head_word;
+    if (self->bell_word > max_word)
+        max_word = self->bell_word;
+    if (bufs_get(self->ctl, self->data, self->size, max_word, &b) < 0) {
         if (payload.obj)
             PyBuffer_Release(&payload);
         return NULL;
@@ -346,13 +350,50 @@ Writer_put(Writer *self, PyObject *const *args, Py_ssize_t nargs)
     self->seq = (self->seq + 1) & 0xFFFFFFFFu;
     self->head = head + span;
     store_word(&b, self->head_word, head + span);
+    int bell = 0;
+    if (self->bell_word >= 0) {
+        /* Dekker's pattern with the peer's "announce, re-check" (mapping.py):
+         * the head's store must be visible before the peer's word is read. */
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        bell = load_word(&b, self->bell_word) != 0;
+    }
     bufs_release(&b);
-    Py_RETURN_NONE;
+    return PyBool_FromLong(bell);
 }
 
 static PyMethodDef Writer_methods[] = {
     {"put", (PyCFunction)(void (*)(void))Writer_put, METH_FASTCALL,
-     "Copy one frame in and publish it (raises RingFull, ValueError)."},
+     "Copy one frame in and publish it (raises RingFull, ValueError); True when the\n"
+     "peer announced it sleeps (bell_word), so that it must be woken."},
+    {NULL}};
+
+static PyObject *
+Writer_get_bell(Writer *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->bell_word);
+}
+
+static int
+Writer_set_bell(Writer *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "bell_word cannot be deleted");
+        return -1;
+    }
+    Py_ssize_t word = PyLong_AsSsize_t(value);
+    if (word == -1 && PyErr_Occurred())
+        return -1;
+    if (word < -1 || word > 511) {
+        PyErr_SetString(PyExc_ValueError, "bell_word is a control word 0..511, or -1");
+        return -1;
+    }
+    self->bell_word = word;
+    return 0;
+}
+
+static PyGetSetDef Writer_getset[] = {
+    {"bell_word", (getter)Writer_get_bell, (setter)Writer_set_bell,
+     "The control word where the peer announces it sleeps (-1: none)", NULL},
     {NULL}};
 
 static PyMemberDef Writer_members[] = {
@@ -379,6 +420,7 @@ static PyTypeObject WriterType = {
     .tp_traverse = (traverseproc)Writer_traverse,
     .tp_methods = Writer_methods,
     .tp_members = Writer_members,
+    .tp_getset = Writer_getset,
 };
 
 /* ---- the consumer's end ---- */
@@ -676,6 +718,21 @@ out:
     return res;
 }
 
+/* take(seconds): spin(seconds), then poll() if something is pending; None
+ * when nothing came. One call for the waiter's common case. */
+static PyObject *
+Reader_take(Reader *self, PyObject *arg)
+{
+    PyObject *found = Reader_spin(self, arg);
+    if (found == NULL)
+        return NULL;
+    int pending = found == Py_True;
+    Py_DECREF(found);
+    if (!pending)
+        Py_RETURN_NONE;
+    return Reader_poll(self, NULL);
+}
+
 static PyObject *
 Reader_release(Reader *self, PyObject *Py_UNUSED(ignored))
 {
@@ -699,6 +756,8 @@ static PyMethodDef Reader_methods[] = {
      "spin(seconds): True once something is pending, looking for up to `seconds`."},
     {"poll", (PyCFunction)Reader_poll, METH_NOARGS,
      "The next frame as (kind, op_id, arg, payload view), or None if empty."},
+    {"take", (PyCFunction)Reader_take, METH_O,
+     "take(seconds): spin(seconds), then the next frame as poll() gives it, or None."},
     {"release", (PyCFunction)Reader_release, METH_NOARGS,
      "Give the last polled frame's bytes back to the producer."},
     {NULL}};
