@@ -46,6 +46,7 @@ from aether.schema import (
     TypedDecoder,
     builtins as b,
     encode_into,
+    encode_into_at,
     spec_of,
 )
 from aether.transport.channel import CONTROL_LIMIT, Channel
@@ -498,7 +499,7 @@ class Client:
         try:
             if channel is not None and not channel.closed and not proto.closed:
                 buffer = self._encode_buffer
-                encode_into(params, buffer)
+                encode_into_at(params, buffer, 0)
                 size = len(buffer)
                 if inline and size <= proto.max_payload:
                     op_id = proto.next_op_id()
@@ -618,7 +619,8 @@ class Client:
         error, a timeout) continues on the general path, from exactly where
         this one stopped, with the same outcome it would have had.
         """
-        spec, result_decoder = self._short_op(params)
+        known = self._short_ops.get(type(params))
+        spec, result_decoder = known if known is not None else self._short_op(params)
         code = spec.code
         mapped = self._mapped
         if mapped is None or self._session_lost or self._closed or self._held is not None \
@@ -630,7 +632,7 @@ class Client:
             channel = self.channel
             if channel is not None and not channel.closed and not self.proto.closed:
                 buffer = self._encode_buffer
-                encode_into(params, buffer)
+                encode_into_at(params, buffer, 0)
                 if len(buffer) <= mapped.param_capacity:
                     op_id = mapped.ops.execute()
                     seq = mapped.writer.seq
@@ -657,14 +659,18 @@ class Client:
         op: Operation | None = None
         try:
             deadline = None if timeout is None else time.monotonic() + timeout
-            frame = mapped.first_reply(self.spin, deadline)
+            spin = self.spin
+            frame = mapped.reply_soon(spin)
+            if frame is None:
+                frame = mapped.sleep_for_reply(spin, deadline)
             if frame is not None:
                 kind, reply_id, status, payload = frame
                 if kind == _DONE and reply_id == op_id and status == _OK:
+                    decode = result_decoder.quick or result_decoder.decode
                     try:
-                        result = result_decoder.decode(payload)
-                    except SchemaError:
-                        pass  # the general path reports it
+                        result = decode(payload)
+                    except Exception:
+                        pass  # the general path decodes it again and reports it
                     else:
                         mapped.ops.reply(kind, reply_id, status)  # the DONE of the op in flight
                         payload.release()

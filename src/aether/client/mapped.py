@@ -17,7 +17,7 @@ from aether import osapi
 from aether.errors import AetherTimeoutError, PeerGoneError, RemoteProtocolError
 from aether.transport.channel import Channel
 from aether.transport.mapping import MappingClientSide, spin_until
-from aether.transport.spinning import AdaptiveSpin
+from aether.transport.spinning import SPIN_IF_WITHIN, AdaptiveSpin, cpu_to_spare
 from aether.wire import FrameKind, rings
 
 _EXECUTE = int(FrameKind.EXECUTE)
@@ -48,6 +48,7 @@ class MappedCalls:
         self.reader = side.replies
         self.ops = side.ops
         self._sock_fd = channel.fileno()
+        self._peer_efd = side.peer_efd
         # The request ring has one producer: EXECUTE comes from the caller's
         # thread, CANCEL from any thread.
         self._wlock = threading.Lock()
@@ -66,10 +67,11 @@ class MappedCalls:
         writer = self.writer
         with self._wlock:
             try:
-                writer.put(kind, op_id, arg, payload)
+                wake = writer.put(kind, op_id, arg, payload)
             except rings.RingFull:
-                self._put_slowly(kind, op_id, arg, payload, timeout)
-        self.side.ring_peer()
+                wake = self._put_slowly(kind, op_id, arg, payload, timeout)
+        if wake:  # the service announced it sleeps (the ring's bell word)
+            osapi.eventfd_signal(self._peer_efd)
         self._sent_at = time.perf_counter()
 
     def try_send(self, kind: int, op_id: int, arg: int, payload: bytes | bytearray | memoryview
@@ -77,16 +79,17 @@ class MappedCalls:
         """:meth:`send` if the frame fits now; False (nothing published) if not."""
         with self._wlock:
             try:
-                self.writer.put(kind, op_id, arg, payload)
+                wake = self.writer.put(kind, op_id, arg, payload)
             except rings.RingFull:
                 return False
-        self.side.ring_peer()
+        if wake:
+            osapi.eventfd_signal(self._peer_efd)
         self._sent_at = time.perf_counter()
         return True
 
     def _put_slowly(self, kind: int, op_id: int, arg: int, payload: bytes | memoryview,
-                    timeout: float) -> None:
-        self._retry(lambda: self.writer.put(kind, op_id, arg, payload), timeout)
+                    timeout: float) -> bool:
+        return self._retry(lambda: self.writer.put(kind, op_id, arg, payload), timeout)
 
     def _retry(self, attempt: Callable[[], T], timeout: float) -> T:
         """Retry ``attempt`` while the ring is full: wake the service, give it
@@ -153,30 +156,30 @@ class MappedCalls:
         same bounded, adaptive spin as :meth:`next_reply`), else None; never
         sleeps and never raises for the ring (None: :meth:`next_reply` will)."""
         reader = self.reader
+        spinning = self.spinning
         try:
-            if not reader.pending() and not (spin and self.spinning.should_spin(spin)
-                                             and reader.spin(spin)):
-                return None
-            frame = reader.poll()
+            # spinning.should_spin(spin), inline: this is every call's path
+            if spin and spinning.expected <= spin * SPIN_IF_WITHIN and cpu_to_spare():
+                frame = reader.take(spin)
+            else:
+                frame = reader.poll()
         except (RemoteProtocolError, ValueError):  # ValueError: closed meanwhile
             return None
         if frame is not None and spin:
-            self.spinning.waited(time.perf_counter() - self._sent_at, spin)
+            spinning.waited(time.perf_counter() - self._sent_at, spin)
         return frame
 
-    def first_reply(self, spin: float, deadline: float | None) -> Frame | None:
-        """The next reply frame, waited for as :meth:`next_reply` does (spin,
-        then sleep on the doorbell), or None where next_reply would raise or
-        return something else: a datagram on the control socket, the deadline,
-        a bad ring, a closed region. None consumes nothing, so the caller's
-        general path finds the same and reports it.
+    def sleep_for_reply(self, spin: float, deadline: float | None) -> Frame | None:
+        """After :meth:`reply_soon` found nothing: the next reply frame, waited
+        for on the doorbell as :meth:`next_reply` does, or None where
+        next_reply would raise or return something else: a datagram on the
+        control socket, the deadline, a bad ring, a closed region. None
+        consumes nothing, so the caller's general path finds the same and
+        reports it.
 
         Kept apart from next_reply for the short call path: after a sleep the
         interpreter runs cold, and every layer skipped then counts double.
         """
-        frame = self.reply_soon(spin)
-        if frame is not None:
-            return frame
         reader = self.reader
         watch = (self._sock_fd,)
         try:
@@ -199,8 +202,8 @@ class MappedCalls:
 
     def _wait_reply(self, deadline: float | None, spin: float) -> Frame:
         reader = self.reader
-        if spin and self.spinning.should_spin(spin) and reader.spin(spin):
-            frame = reader.poll()
+        if spin and self.spinning.should_spin(spin):
+            frame = reader.take(spin)
             if frame is not None:
                 return frame
         watch = (self._sock_fd,)

@@ -40,6 +40,7 @@ from aether.schema import (
     builtins,
     encode as encode_payload,
     encode_into,
+    encode_into_at,
 )
 from aether.transport.channel import CONTROL_LIMIT, Channel, make_wakeup
 from aether.transport.mapping import MappingServiceSide, spin_until
@@ -154,21 +155,24 @@ class Session:
         self._result_buffer = bytearray()  # reused: no page faults for large results
         # Inline handlers of unprivileged operations: the short paths
         # (_run_inline) run them without the general machinery.
-        self._inline_ops: dict[int, tuple[OperationSpec, Callable[[Any, Any], Any],
-                                          Callable[[Any], Any]]] = {}
+        # Each: spec, handler, a decode that raises anything on bad input (the
+        # general path then reports it), the largest payload it may decode.
+        self._inline_ops: dict[int, tuple[OperationSpec, Handler, Callable[[Any], Any],
+                                          int]] = {}
         for code, handler in host.handlers.items():
             spec = host.registry.by_code(code)
             if handler.inline and spec is not None and not spec.privileged \
                     and code not in _IN_PLACE:
-                self._inline_ops[code] = (spec, handler.func,
-                                          host.registry.params_decoder(code).decode)
+                typed = host.registry.params_decoder(code)
+                self._inline_ops[code] = (spec, handler, typed.quick or typed.decode,
+                                          typed.max_size)
         self.operations = 0
         self.established = False
         self.connected_at = time.monotonic()
         self.thread = threading.Thread(
             target=self.run, name=f"aether-session-{session_id}", daemon=True
         )
-        self._closing = threading.Event()
+        self._closing = False  # set once by shutdown(), from the host's thread
 
     # -- helpers --------------------------------------------------------------
     @property
@@ -206,7 +210,7 @@ class Session:
 
     def shutdown(self) -> None:
         """Ask the session to finish (service stopping)."""
-        self._closing.set()
+        self._closing = True
         op = self.running
         if op is not None:
             op.ctx.cancel()
@@ -289,7 +293,7 @@ class Session:
                 self._drain_wake()
                 if self._client_exited():
                     raise _EndSession()
-                if self._closing.is_set():
+                if self._closing:
                     self._fatal(ErrorCode.SHUTTING_DOWN, "service is stopping")
                 continue
             self._handshake_step(data)
@@ -380,7 +384,7 @@ class Session:
         idle = self.host.limits.idle_timeout
         while True:
             op = self.running
-            if self._closing.is_set() and op is None:
+            if self._closing and op is None:
                 self._goodbye(GoodbyeReason.SHUTDOWN, "service is stopping")
             timeout = idle if (idle and op is None) else None
             if op is None and self._trim_at is not None:
@@ -417,19 +421,27 @@ class Session:
             assert mapping is not None
             reader = mapping.requests
             op = self.running
-            if self._closing.is_set() and op is None:
-                self._goodbye(GoodbyeReason.SHUTDOWN, "service is stopping")
-            frame = reader.poll()
-            if frame is not None:
-                self._mapped_frame(mapping, *frame)
-                continue
-            if op is not None and op.finished:
-                self._drain_wake()
-                self._finish(op)
-                continue
-            if op is None and self._spin and self.host.session_count <= 1 and \
-                    reader.spin(self._spin):
-                continue
+            if op is None:
+                if self._closing:
+                    self._goodbye(GoodbyeReason.SHUTDOWN, "service is stopping")
+                # A lone session spins for the next request (the host's other
+                # sessions would want the CPU): take() looks at once, then spins.
+                if self._spin and self.host.session_count <= 1:
+                    frame = reader.take(self._spin)
+                else:
+                    frame = reader.poll()
+                if frame is not None:
+                    self._mapped_frame(mapping, *frame)
+                    continue
+            else:
+                frame = reader.poll()
+                if frame is not None:
+                    self._mapped_frame(mapping, *frame)
+                    continue
+                if op.finished:
+                    self._drain_wake()
+                    self._finish(op)
+                    continue
             timeout = limits.idle_timeout if op is None else None
             if op is None and self._trim_at is not None:
                 trim_in = max(0.0, self._trim_at - time.monotonic())
@@ -510,24 +522,27 @@ class Session:
         entry = self._inline_ops.get(code)
         if entry is None:
             return None
-        spec, func, decode = entry
-        handler = self.host.handlers.get(code)
-        if handler is None or handler.func is not func:
+        spec, handler, decode, max_size = entry
+        host = self.host
+        if host.handlers.get(code) is not handler:
             return None  # registered again since the session started: the general path
         caller = self.caller
-        if not self.host.policy.allows(spec, caller):
+        # Inline operations are unprivileged: only an explicit rule can refuse them.
+        if spec.name in host.policy.rules and not host.policy.allows(spec, caller):
+            return None
+        if len(payload) > max_size:
             return None
         try:
             params = decode(payload)
-        except SchemaError:
-            return None
+        except Exception:
+            return None  # the general path decodes again and reports it
         self.operations += 1
         ctx = OperationContext(op_id, spec.name, caller, self.session_id, self._progress,
-                               self.host.limits.progress_interval)
+                               host.limits.progress_interval)
         op = _RunningOp(op_id, spec, ctx, params)
         self.running = op
         try:
-            op.result = func(params, ctx)
+            op.result = handler.func(params, ctx)
         except BaseException as exc:  # reported to the client as FAILED/CANCELLED
             op.error = exc
         finally:
@@ -548,7 +563,7 @@ class Session:
             return -1
         buffer = self._result_buffer
         try:
-            encode_into(op.result, buffer)
+            encode_into_at(op.result, buffer, 0)
         except Exception:
             return -1
         return len(buffer)
@@ -613,16 +628,18 @@ class Session:
         assert mapping is not None
         with self._lock:
             try:
-                mapping.replies.put(kind, op_id, arg, payload)
-                full = False
+                wake = mapping.replies.put(kind, op_id, arg, payload)
             except rings.RingFull:
-                full = True
-        if full:
+                wake = None
+        if wake is None:
             self._reply_slowly(mapping, kind, op_id, arg, payload)
-        mapping.ring_peer()
+        elif wake:  # the client announced it sleeps (the ring's bell word)
+            osapi.eventfd_signal(mapping.peer_efd)
 
     def _reply_slowly(self, mapping: MappingServiceSide, kind: FrameKind, op_id: int, arg: int,
-                      payload: bytes | memoryview) -> None:
+                      payload: bytes | bytearray | memoryview) -> None:
+        """:meth:`_reply` when the ring is full: retry until the client has
+        read enough, then ring its doorbell if it sleeps."""
         deadline = time.monotonic() + self.host.limits.send_timeout
         watch = (self.channel.fileno(), *self._extra_fds())
         writer = mapping.replies
@@ -646,6 +663,7 @@ class Session:
             osapi.wait_readable(watch, 0.001)
             if self._client_exited():
                 raise _EndSession()
+        mapping.ring_peer()
 
     def _trim_buffers(self) -> None:
         """Give back large per-session buffers once the session has been quiet
@@ -846,8 +864,9 @@ class Session:
                     if mapping.ops.current_op_id != op_id or self.mapping is not mapping:
                         return
                     # Lossy by design: a client that does not read drops progress.
-                    mapping.replies.put(FrameKind.PROGRESS, op_id, permille, info)
-                mapping.ring_peer()
+                    wake = mapping.replies.put(FrameKind.PROGRESS, op_id, permille, info)
+                if wake:
+                    osapi.eventfd_signal(mapping.peer_efd)
             except rings.RingFull:
                 pass
             except (AetherError, ValueError):
