@@ -132,12 +132,24 @@ def _raise_once_after(real: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+class _PutThenInterrupt:
+    """A ring writer whose first ``put`` publishes the frame and then raises
+    Interrupted; everything else (``seq``, ``head``...) is the real one's."""
+
+    def __init__(self, writer: Any) -> None:
+        self._writer = writer
+        self.put = _raise_once_after(writer.put)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._writer, name)
+
+
 def _interrupt_after_the_send(client: aether.Client, monkeypatch: pytest.MonkeyPatch) -> None:
     if client.transport == "mapping":
         mapped = client._mapped
         assert mapped is not None
-        # Called by try_send after the frame is published.
-        monkeypatch.setattr(mapped.side, "ring_peer", _raise_once_after(mapped.side.ring_peer))
+        # The request ring's put returns once the frame is published.
+        monkeypatch.setattr(mapped, "writer", _PutThenInterrupt(mapped.writer))
     else:
         assert client.channel is not None
         monkeypatch.setattr(client.channel, "send", _raise_once_after(client.channel.send))
