@@ -505,8 +505,8 @@ class Session:
                 log.info("session %d: op %d cancelled by client", self.session_id, op_id)
                 op.ctx.cancel()
 
-    def _run_inline(self, op_id: int, code: int, payload: bytes | memoryview,
-                    frame_of: MappingServiceSide | None = None) -> _RunningOp | None:
+    def _run_inline(self, op_id: int, code: int, payload: bytes | memoryview
+                    ) -> _RunningOp | None:
         """The front half of the short paths: an unprivileged operation with an
         inline handler, run at once. Protocol and outcomes are exactly the
         general path's (``_start``, ``_finish``); a round trip on these paths
@@ -515,9 +515,7 @@ class Session:
 
         Returns the finished operation, or None, having done nothing, when the
         request is not that case (the general path then handles it, bad
-        parameters included). ``frame_of``: the mapping whose request frame
-        ``payload`` views, given back once the handler is done with anything
-        (a msgspec.Raw) that may view it.
+        parameters included).
         """
         entry = self._inline_ops.get(code)
         if entry is None:
@@ -550,12 +548,6 @@ class Session:
             op.error = exc
         finally:
             op.finished = True
-            if frame_of is not None:
-                try:
-                    payload.release()  # type: ignore[union-attr]
-                except BufferError:
-                    pass
-                frame_of.requests.release()
         return op
 
     def _encoded_result(self, op: _RunningOp) -> int:
@@ -574,22 +566,39 @@ class Session:
     def _execute_inline(self, mapping: MappingServiceSide, op_id: int, code: int,
                         payload: memoryview) -> bool:
         """The mapping transport's common case, short (see ``_run_inline``).
-        False, having done nothing, when the frame is not that case."""
-        op = self._run_inline(op_id, code, payload, mapping)
+        False, having done nothing, when the frame is not that case.
+
+        The request frame (which decoded parameters, and so the result, may
+        view) is given back only once the result is encoded, and with the
+        rest of the bookkeeping after the reply: the client waits for nothing
+        that follows the reply's ``put``.
+        """
+        op = self._run_inline(op_id, code, payload)
         if op is None:
             return False
         size = self._encoded_result(op)
         if size < 0 or size > mapping.result_capacity:
+            self._give_back(mapping, payload)
             self._finish(op)  # the error, or RESULT_TOO_LARGE with the size it needs
             return True
-        if size > TRIM_THRESHOLD:
-            self._trim_at = time.monotonic() + TRIM_AFTER
-        self.running = None
-        self._busy_replies = 0
         mapping.ops.finished(op_id, _OK)
         self._reply(FrameKind.DONE, op_id, _OK, self._result_buffer)
+        self._give_back(mapping, payload)
+        self.running = None
+        self._busy_replies = 0
+        if size > TRIM_THRESHOLD:
+            self._trim_at = time.monotonic() + TRIM_AFTER
         self.host.operation_finished(op.spec, Status.OK)
         return True
+
+    @staticmethod
+    def _give_back(mapping: MappingServiceSide, payload: memoryview) -> None:
+        """Release the request frame ``payload`` views (polled last)."""
+        try:
+            payload.release()
+        except BufferError:
+            pass  # a decoded view still refers to it; freed with that view
+        mapping.requests.release()
 
     def _execute_direct(self, op_id: int, code: int, payload: bytes | memoryview) -> bool:
         """The memory and socket transports' common case, short (see
