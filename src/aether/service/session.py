@@ -421,27 +421,21 @@ class Session:
             assert mapping is not None
             reader = mapping.requests
             op = self.running
-            if op is None:
-                if self._closing:
-                    self._goodbye(GoodbyeReason.SHUTDOWN, "service is stopping")
-                # A lone session spins for the next request (the host's other
-                # sessions would want the CPU): take() looks at once, then spins.
-                if self._spin and self.host.session_count <= 1:
-                    frame = reader.take(self._spin)
-                else:
-                    frame = reader.poll()
-                if frame is not None:
-                    self._mapped_frame(mapping, *frame)
-                    continue
+            if op is None and self._closing:
+                self._goodbye(GoodbyeReason.SHUTDOWN, "service is stopping")
+            # A lone idle session spins for the next request (the host's other
+            # sessions would want the CPU): take() looks at once, then spins.
+            if op is None and self._spin and self.host.session_count <= 1:
+                frame = reader.take(self._spin)
             else:
                 frame = reader.poll()
-                if frame is not None:
-                    self._mapped_frame(mapping, *frame)
-                    continue
-                if op.finished:
-                    self._drain_wake()
-                    self._finish(op)
-                    continue
+            if frame is not None:
+                self._mapped_frame(mapping, *frame)
+                continue
+            if op is not None and op.finished:
+                self._drain_wake()
+                self._finish(op)
+                continue
             timeout = limits.idle_timeout if op is None else None
             if op is None and self._trim_at is not None:
                 trim_in = max(0.0, self._trim_at - time.monotonic())
