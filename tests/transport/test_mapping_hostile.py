@@ -131,6 +131,40 @@ def test_peer_that_never_reads_is_cut_off_and_others_are_served(runtime_dir) -> 
         svc.kill()
 
 
+def test_peer_that_never_reads_and_writes_to_its_socket_does_not_starve_the_service(
+        runtime_dir) -> None:
+    """While the service waits for room in a full reply ring, a datagram the
+    peer sent meanwhile (or a stray wake-up) keeps the session's descriptors
+    readable. The wait must still sleep between its looks: spinning on them
+    held the GIL and starved the accept loop (a new client's handshake took
+    over 1 s)."""
+    from e2e_support import start_service
+    svc = start_service("aether_testsvc:service", runtime_dir / "t.ctl")
+    try:
+        peer = RawMapPeer(svc.socket_path)
+        try:
+            doorbell = peer.fds[2]
+            peer.execute(0x0F03, {"size": 40_000})  # fills most of the 64 KiB reply ring
+            wait_until(lambda: peer.ctl[rings.W_REP_HEAD] > 40_000, 10, "the first result",
+                       watch_pid=svc.pid)
+            peer.ctl[rings.W_CLIENT_SLEEPING] = 1  # "I sleep": rung at every frame and retry
+            peer.execute(0x0F03, {"size": 40_000})  # cannot fit until the peer reads
+            # Rung for STARTED, then again only from the wait for room (the
+            # result never fits): after the second ring the service is in it.
+            for _ in range(2):
+                assert osapi.wait_readable((doorbell,), 10) == [doorbell]
+                osapi.eventfd_drain(doorbell)
+            peer.channel.send(b"\x00unread")  # readable until the session reads it
+            for _ in range(3):
+                assert_serving(svc)
+            assert peer.closed_by_service(15)
+            assert_serving(svc)
+        finally:
+            peer.close()
+    finally:
+        svc.kill()
+
+
 def test_stopped_raw_peer_mid_handshake_and_mid_op(testsvc: ServiceProcess) -> None:
     from aether.testing import ScriptedChild
     script = (

@@ -666,9 +666,16 @@ class Session:
             mapping.ring_peer()
             if spin_until(caught_up, 0.0005):
                 continue
-            osapi.wait_readable(watch, 0.001)
+            ready = osapi.wait_readable(watch, 0.001)
             if self._client_exited():
                 raise _EndSession()
+            if self._wake_r in ready:
+                self._drain_wake()  # the serve loop re-checks what it was about
+            if any(fd != self._wake_r for fd in ready):
+                # A datagram or a hang-up on the socket, read by the serve loop
+                # once this reply is out. Looking again at once would spin with
+                # the GIL held and starve every other thread of the service.
+                time.sleep(0.001)
         mapping.ring_peer()
 
     def _trim_buffers(self) -> None:
