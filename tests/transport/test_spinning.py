@@ -48,6 +48,42 @@ def test_quick_replies_bring_spinning_back_whatever_came_before(history: list[fl
     assert spin.worth(SPIN)
 
 
+@given(st.lists(st.floats(min_value=0, max_value=10), max_size=60))
+def test_a_stored_wait_caught_up_later_counts_as_if_recorded_at_once(
+        history: list[float]) -> None:
+    """The mapping client's short path stores a wait (``unaveraged``) and has
+    it averaged in before its next decision (``catch_up``): each decision
+    sees the same average as with ``waited`` called at once."""
+    direct, stored = AdaptiveSpin(), AdaptiveSpin()
+    for seconds in history:
+        stored.catch_up(SPIN)
+        assert stored.expected == direct.expected
+        assert stored.worth(SPIN) == direct.worth(SPIN)
+        direct.waited(seconds, SPIN)
+        stored.unaveraged = seconds
+    stored.catch_up(SPIN)
+    assert stored.expected == direct.expected
+    assert stored.unaveraged is None
+
+
+def test_a_mapping_clients_quick_replies_reach_its_average(runtime_dir: Path) -> None:
+    """Quick replies found while spinning are averaged in (a call later): a
+    history near the limit comes down instead of staying where it was."""
+    svc = start_service("aether_testsvc:service", runtime_dir / "avg.ctl")
+    try:
+        with aether.Client(svc.socket_path, transport="mapping", spin=SPIN,
+                           schema=aether_testsvc) as client:
+            assert client._mapped is not None
+            waiter = client._mapped.spinning
+            waiter.expected = 0.9 * SPIN * SPIN_IF_WITHIN  # still spins, barely
+            for _ in range(40):
+                assert client.echo(b"q") == b"q"
+            waiter.catch_up(SPIN)
+            assert waiter.expected < 0.5 * SPIN, waiter.expected
+    finally:
+        svc.kill()
+
+
 @pytest.mark.parametrize("transport", ["mapping", "memory", "socket"])
 def test_a_client_stops_spinning_on_a_slow_service(runtime_dir: Path, transport: str) -> None:
     svc = start_service("aether_testsvc:service", runtime_dir / f"{transport}.ctl")

@@ -672,7 +672,11 @@ class Client:
                     except Exception:
                         pass  # the general path decodes it again and reports it
                     else:
-                        mapped.ops.reply(kind, reply_id, status)  # the DONE of the op in flight
+                        # ops.reply(kind, reply_id, status) for the DONE OK of
+                        # the op in flight, as the test above made it: its one
+                        # effect, without a call on the reply's critical path
+                        # (measured: 0.10 µs of a 4.5 µs round trip).
+                        mapped.ops.current_op_id = 0
                         payload.release()
                         mapped.reader.release()
                         ended = True

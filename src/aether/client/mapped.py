@@ -27,6 +27,7 @@ T = TypeVar("T")
 # Seconds to spin for the service to drain the ring before sleeping between
 # retries: it is usually about to (it was just woken).
 CATCH_UP_SPIN = 0.0005
+_clock = time.perf_counter
 
 
 class ControlMessage(Exception):
@@ -144,6 +145,8 @@ class MappedCalls:
         RemoteProtocolError for a ring the service could not have written.
         """
         reader = self.reader
+        if self.spinning.unaveraged is not None:
+            self.spinning.catch_up(spin)
         frame = reader.poll()
         if frame is None:
             frame = self._wait_reply(deadline, spin)
@@ -157,6 +160,8 @@ class MappedCalls:
         sleeps and never raises for the ring (None: :meth:`next_reply` will)."""
         reader = self.reader
         spinning = self.spinning
+        if spinning.unaveraged is not None:  # the last call's wait: nothing waits on us now
+            spinning.catch_up(spin)
         try:
             # spinning.should_spin(spin), inline: this is every call's path
             if spin and spinning.expected <= spin * SPIN_IF_WITHIN and cpu_to_spare():
@@ -166,7 +171,9 @@ class MappedCalls:
         except (RemoteProtocolError, ValueError):  # ValueError: closed meanwhile
             return None
         if frame is not None and spin:
-            spinning.waited(time.perf_counter() - self._sent_at, spin)
+            # From here to the caller's return is the round trip's critical
+            # path: store the wait and average it in at the next call.
+            spinning.unaveraged = _clock() - self._sent_at
         return frame
 
     def sleep_for_reply(self, spin: float, deadline: float | None) -> Frame | None:

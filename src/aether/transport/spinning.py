@@ -61,10 +61,16 @@ def cpu_to_spare() -> bool:
 class AdaptiveSpin:
     """The recent waits of one waiter (used by one thread at a time)."""
 
-    __slots__ = ("expected",)
+    __slots__ = ("expected", "unaveraged")
 
     def __init__(self) -> None:
         self.expected = 0.0  # seconds: the moving average of recent waits
+        # A wait a caller stored here instead of calling waited(): averaged
+        # in by catch_up() before the next decision. A spinning caller
+        # stores it the moment the reply lands, when every call it makes
+        # delays its own return, and has it averaged in while the next
+        # request is out, when nothing waits on the caller.
+        self.unaveraged: float | None = None
 
     def worth(self, spin: float) -> bool:
         """Whether spinning up to ``spin`` seconds is likely to find the reply."""
@@ -79,3 +85,10 @@ class AdaptiveSpin:
         """Record one wait, from the request sent to the reply received."""
         sample = min(seconds, CAP_IN_SPINS * spin)
         self.expected += (sample - self.expected) * NEWEST_WEIGHT
+
+    def catch_up(self, spin: float) -> None:
+        """Average in the wait stored in ``unaveraged``, if any."""
+        seconds = self.unaveraged
+        if seconds is not None:
+            self.unaveraged = None
+            self.waited(seconds, spin)
