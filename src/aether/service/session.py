@@ -575,8 +575,9 @@ class Session:
             self._give_back(mapping, payload)
             self._finish(op)  # the error, or RESULT_TOO_LARGE with the size it needs
             return True
-        mapping.ops.finished(op_id, _OK)
         self._reply(FrameKind.DONE, op_id, _OK, self._result_buffer)
+        # The next request is read by this thread, after this returns.
+        mapping.ops.finished(op_id, _OK)
         self._give_back(mapping, payload)
         self.running = None
         self._busy_replies = 0
