@@ -72,6 +72,9 @@ _EXECUTE = int(FrameKind.EXECUTE)
 _STARTED = int(FrameKind.STARTED)
 _DONE = int(FrameKind.DONE)
 _OK = int(Status.OK)
+# Globals, not Transport.SOCKET at each call: in Python 3.11 an enum member's
+# lookup goes through EnumType's __getattr__ hook (~50 ns).
+_SOCKET, _MEMORY = Transport.SOCKET, Transport.MEMORY
 _NOT_SHORT = object()  # _direct_result: leave this reply to the general path
 Frame = tuple[int, int, int, memoryview]
 
@@ -487,9 +490,9 @@ class Client:
         spec, result_decoder = self._short_op(params)
         proto = self.proto
         memory = self.memory
-        inline = proto.transport is Transport.SOCKET
+        inline = proto.transport is _SOCKET
         if self._session_lost or self._closed or self._held is not None \
-                or not (inline or (memory is not None and proto.transport is Transport.MEMORY)) \
+                or not (inline or (memory is not None and proto.transport is _MEMORY)) \
                 or (timeout is not None and timeout <= 0) \
                 or not self._op_lock.acquire(False):
             return self.start(params).wait(timeout)  # raises, or reconnects first
