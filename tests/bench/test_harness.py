@@ -290,3 +290,20 @@ def test_orphaned_peer_server_goes_with_its_parent(tmp_path: Path) -> None:
         os.close(pidfd)
         if not readable:
             os.kill(server_pid, signal.SIGKILL)
+
+
+def test_a_size_over_the_socket_transports_limit_is_its_limit_not_a_failure() -> None:
+    """The socket transport carries a payload in one message, and its client
+    asks for socket buffers of 4 MiB (the kernel may grant less): a 16 MiB
+    bulk row is refused with LIMITS_EXCEEDED, and the row says it met the
+    transport's limit rather than "failed"."""
+    size = 16 * MiB
+    runner = Runner(tiny({"aether.socket"}, bulk_counts={size: (1, 1)}))
+    mech = next(m for m in runner.mechanisms if m.id == "aether.socket")
+    assert isinstance(mech, AetherVariant)
+    with mech.session():
+        runner._bulk(mech)
+    (row,) = runner.report.results
+    assert row["payload_bytes"] == size
+    assert row["skipped"].startswith("over this transport's limit (not a fault): "), row
+    assert "LIMITS_EXCEEDED" in row["skipped"]

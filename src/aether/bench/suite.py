@@ -128,8 +128,17 @@ def _row(mech: Mechanism, kind: str, size: int, pinning: str, clients: int = 1,
 
 
 def _failure(exc: BaseException) -> str:
+    """The ``skipped`` reason of a row that could not be measured. A size
+    the transport refuses (the socket transport carries a payload in one
+    message, which the kernel's socket buffer limit caps) is its limit, not
+    a fault, and says so."""
+    from aether.errors import LimitsExceededError
+
     text = str(exc).strip().splitlines()
-    return f"failed: {type(exc).__name__}: {text[0] if text else ''}"[:300]
+    first = text[0] if text else ""
+    if isinstance(exc, LimitsExceededError):
+        return f"over this transport's limit (not a fault): {first}"[:300]
+    return f"failed: {type(exc).__name__}: {first}"[:300]
 
 
 class Runner:
