@@ -66,20 +66,35 @@ def test_a_stored_wait_caught_up_later_counts_as_if_recorded_at_once(
     assert stored.unaveraged is None
 
 
-def test_a_mapping_clients_quick_replies_reach_its_average(runtime_dir: Path) -> None:
-    """Quick replies found while spinning are averaged in (a call later): a
-    history near the limit comes down instead of staying where it was."""
+class _Recording(AdaptiveSpin):
+    """An AdaptiveSpin that keeps every wait averaged in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.samples: list[float] = []
+
+    def waited(self, seconds: float, spin: float) -> None:
+        self.samples.append(seconds)
+        super().waited(seconds, spin)
+
+
+def test_every_call_of_a_mapping_client_averages_in_its_wait_once(runtime_dir: Path) -> None:
+    """Whether a reply is found while spinning (the wait is stored and
+    averaged in a call later) or after a sleep (averaged in at once), each
+    call's wait reaches the average exactly once: none is dropped by the
+    next call's, none counted twice."""
     svc = start_service("aether_testsvc:service", runtime_dir / "avg.ctl")
     try:
         with aether.Client(svc.socket_path, transport="mapping", spin=SPIN,
                            schema=aether_testsvc) as client:
             assert client._mapped is not None
-            waiter = client._mapped.spinning
-            waiter.expected = 0.9 * SPIN * SPIN_IF_WITHIN  # still spins, barely
-            for _ in range(40):
+            waiter = client._mapped.spinning = _Recording()
+            calls = 40
+            for _ in range(calls):
                 assert client.echo(b"q") == b"q"
             waiter.catch_up(SPIN)
-            assert waiter.expected < 0.5 * SPIN, waiter.expected
+            assert len(waiter.samples) == calls
+            assert all(seconds > 0 for seconds in waiter.samples)
     finally:
         svc.kill()
 
