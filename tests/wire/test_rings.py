@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 
 import pytest
@@ -98,6 +99,45 @@ def test_loan_is_filled_in_place() -> None:
     assert bytes(req[32:132]) == b"x" * 100
     frame = reader.poll()
     assert frame is not None and bytes(frame[3]) == b"x" * 100
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=1500), st.data())
+def test_a_commit_with_the_writer_s_tail_crc_writes_the_same_frame(payload: bytes,
+                                                                   data: st.DataObject
+                                                                   ) -> None:
+    """Loan.write sums the bytes it copies; the frame must be the one a
+    commit that reads the whole payload writes, whatever part was summed."""
+    n = data.draw(st.integers(0, len(payload)))
+    frames = []
+    for tail_crc in (None, (zlib.crc32(payload[len(payload) - n:]), n)):
+        writer, reader, _ctl, req = pair()
+        writer.reserve(len(payload))[:] = payload
+        writer.commit(FrameKind.EXECUTE, 7, 5, len(payload), 0, tail_crc)
+        frames.append(bytes(req[:32 + len(payload)]))
+        frame = reader.poll()
+        assert frame is not None and bytes(frame[3]) == payload
+        frame[3].release()
+    assert frames[0] == frames[1]
+
+
+def test_a_wrong_tail_crc_makes_a_frame_the_reader_rejects() -> None:
+    writer, reader, _ctl, _req = pair()
+    writer.reserve(100)[:] = b"y" * 100
+    writer.commit(FrameKind.EXECUTE, 1, 5, 100, 0, (zlib.crc32(b"y" * 60) ^ 1, 60))
+    with pytest.raises(RemoteProtocolError, match="crc"):
+        reader.poll()
+
+
+def test_a_tail_longer_than_the_payload_is_refused_and_the_loan_kept() -> None:
+    writer, reader, _ctl, _req = pair()
+    writer.reserve(10)[:] = b"0123456789"
+    with pytest.raises(ValueError, match="last 11 bytes"):
+        writer.commit(FrameKind.EXECUTE, 1, 5, 10, 0, (0, 11))
+    assert reader.poll() is None  # nothing published
+    writer.commit(FrameKind.EXECUTE, 1, 5, 10)  # the reservation is still there
+    frame = reader.poll()
+    assert frame is not None and bytes(frame[3]) == b"0123456789"
 
 
 @settings(max_examples=200, deadline=None)

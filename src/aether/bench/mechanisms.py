@@ -455,7 +455,7 @@ class AetherEndpoint(Endpoint):
 
             def loaned() -> bytes:
                 with lend(empty, n, checksum=checksum) as loan:
-                    loan.buffer[:] = payload
+                    loan.write(payload)
                     loan.call()
                 return b"k"
             return loaned

@@ -794,9 +794,11 @@ class Client:
 
     def _start_once(self, code: int, name: str, params: Any,
                     on_progress: ProgressCallback | None, *, idempotent: bool,
-                    encoded: memoryview | None = None, in_place: int = -1) -> Operation:
+                    encoded: memoryview | None = None, in_place: int = -1,
+                    tail_crc: tuple[int, int] | None = None) -> Operation:
         """``in_place``: the size of a loan already written into the parameter
-        block, whose holder has the operation lock."""
+        block, whose holder has the operation lock (``tail_crc``: see
+        ``_start_loan``)."""
         if in_place < 0:
             self._check_usable()
             if not self._op_lock.acquire(False):
@@ -811,7 +813,7 @@ class Client:
                 op_id = self.proto.next_op_id()
                 op = Operation(self, op_id, name, code, on_progress)
                 op._idempotent = idempotent  # type: ignore[attr-defined]
-                self.memory.commit_loan(op_id, code, in_place)
+                self.memory.commit_loan(op_id, code, in_place, tail_crc)
                 self._current = op
                 self._send(m.Execute(op_id, in_place))
                 return op
@@ -875,10 +877,11 @@ class Client:
         of ``params``; on the mapping transport it lies in the request ring,
         on the memory transport in the parameter block, so bulk data is
         written once. ``with client.loan(Sink(data=b""), n) as
-        loan: loan.buffer[:] = ...; loan.call()``.
+        loan: loan.write(...); loan.call()`` (or fill ``loan.buffer``).
 
         ``checksum=False`` (mapping transport) leaves the payload out of the
-        frame's crc, saving two passes over the data; the service accepts that
+        frame's crc, saving the service's pass over the data (and the
+        client's, when the loan is not filled by ``Loan.write``); the service accepts that
         only for operations that read opaque bytes (``aether.sink``) and
         rejects the parameters (REJECTED_BAD_PARAMS) of any other."""
         spec, prefix = loan_prefix(params, size)
@@ -941,13 +944,17 @@ class Client:
             raise
 
     def _start_loan(self, spec: Any, whole: memoryview, total: int, op_id: int,
-                    on_progress: ProgressCallback | None, checksum: bool = True) -> Operation:
+                    on_progress: ProgressCallback | None, checksum: bool = True,
+                    tail_crc: tuple[int, int] | None = None) -> Operation:
+        """``tail_crc``: the CRC-32 of the payload's last bytes and their
+        count, summed by ``Loan.write`` (None: the crc reads the payload)."""
         if self._loan_memory:
             self._loan_memory = False
             whole.release()
             try:
                 return self._start_once(spec.code, spec.name, None, on_progress,
-                                        idempotent=spec.idempotent, in_place=total)
+                                        idempotent=spec.idempotent, in_place=total,
+                                        tail_crc=tail_crc)
             except BaseException:
                 memory = self.memory
                 if memory is not None:
@@ -965,7 +972,7 @@ class Client:
             op = Operation(self, op_id, spec.name, spec.code, on_progress)
             self._current = op
             mapped.commit_loan(op_id, spec.code, total,
-                               0 if checksum else rings.FLAG_HEADER_CRC)
+                               0 if checksum else rings.FLAG_HEADER_CRC, tail_crc)
         except BaseException:
             # Published or not, with the ring's producer lock released or
             # not: the session's state is unknown, so it goes (see _abandon).

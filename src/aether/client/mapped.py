@@ -123,9 +123,10 @@ class MappedCalls:
             self._wlock.release()
             raise
 
-    def commit_loan(self, op_id: int, code: int, size: int, flags: int = 0) -> None:
+    def commit_loan(self, op_id: int, code: int, size: int, flags: int = 0,
+                    tail_crc: tuple[int, int] | None = None) -> None:
         try:
-            self.writer.commit(_EXECUTE, op_id, code, size, flags)
+            self.writer.commit(_EXECUTE, op_id, code, size, flags, tail_crc)
         finally:
             self._wlock.release()
         self.side.ring_peer()

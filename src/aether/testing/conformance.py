@@ -14,6 +14,7 @@ This module imports pytest; it is not imported by ``aether.testing``.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import threading
@@ -254,6 +255,45 @@ class TransportConformance:
                 from aether import osapi
 
                 assert client.memory.param.prot == osapi.PROT_READ
+
+    def test_loan_write_fills_in_order_and_sums_what_it_copies(
+            self, service: ServiceProcess, transport: str) -> None:
+        """Loan.write's running crc must be exactly the payload's: the service
+        rejects any other (and ends the session), so each call below checks it."""
+        from aether.client.loan import _WRITE_CHUNK
+
+        with self.connect(service, transport, block_size=4 * 1024 * 1024) as client:
+            # Bigger than write()'s chunk (a bulk loan sums in several steps),
+            # with pieces that straddle the chunk boundary.
+            size = 2 * _WRITE_CHUNK + 1000 if transport != "socket" else 60_000
+            data = os.urandom(size)
+            cuts = sorted({0, 1, size // 3, _WRITE_CHUNK % size, size - 1, size})
+            with client.loan(b.Sink(data=b""), size) as loan:
+                for a, z in itertools.pairwise(cuts):
+                    assert loan.write(data[a:z]) == z - a
+                assert loan.written == size
+                with pytest.raises(ValueError, match="do not fit"):
+                    loan.write(b"x")
+                assert loan.written == size
+                assert loan.call(timeout=10) == size
+            with client.loan(b.Echo(data=b""), 4000) as loan:
+                loan.write(memoryview(data[:4000]))
+                assert loan.call(timeout=10) == data[:4000]
+            # Partly written: the rest is summed as it lies when the call goes.
+            with client.loan(b.Echo(data=b""), 3000) as loan:
+                loan.write(data[:1000])
+                assert loan.call(timeout=10)[:1000] == data[:1000]
+            # Written, then changed through the buffer: the sum is not trusted.
+            with client.loan(b.Echo(data=b""), 3000) as loan:
+                loan.write(data[:3000])
+                loan.buffer[:2] = b"ZZ"
+                assert loan.call(timeout=10) == b"ZZ" + data[2:3000]
+            with client.loan(b.Echo(data=b""), 4) as loan:
+                view = loan.buffer  # handed out first, changed after the write
+                loan.write(b"abcd")
+                view[3:4] = b"!"
+                assert loan.call(timeout=10) == b"abc!"
+            assert client.echo(b"after loans") == b"after loans"
 
     # -- peers that go away ---------------------------------------------------------------
     def test_service_killed_mid_operation_outcome_unknown(

@@ -79,12 +79,22 @@ class MemoryClientSide:
         self._loan_window = window
         return view[wire.HEADER_SIZE:wire.HEADER_SIZE + n]
 
-    def commit_loan(self, op_id: int, op_code: int, n: int) -> None:
-        """Step O1 for a loan: the payload is in place; the header goes last."""
+    def commit_loan(self, op_id: int, op_code: int, n: int,
+                    tail_crc: tuple[int, int] | None = None) -> None:
+        """Step O1 for a loan: the payload is in place; the header goes last.
+        ``tail_crc``: the CRC-32 of the payload's last bytes and their count,
+        summed as they were written (the crc then reads only the rest)."""
         view = self.param.view
         try:
-            header = ParamHeader.for_payload(op_id, op_code,
-                                             view[wire.HEADER_SIZE:wire.HEADER_SIZE + n])
+            payload = view[wire.HEADER_SIZE:wire.HEADER_SIZE + n]
+            if tail_crc is None:
+                header = ParamHeader.for_payload(op_id, op_code, payload)
+            else:
+                summed, tail = tail_crc
+                if not 0 <= tail <= n:
+                    raise ValueError(f"a crc of the last {tail} bytes of a {n}-byte payload")
+                crc = wire.crc32_combine(wire.crc32(payload[:n - tail]), summed, tail)
+                header = ParamHeader(op_id, op_code, n, crc, 0)
             view[:wire.HEADER_SIZE] = header.pack()
         finally:
             self.abandon_loan()

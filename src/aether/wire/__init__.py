@@ -29,6 +29,7 @@ from .codes import (
     Transport as Transport,
 )
 from .connection import ClientProtocol as ClientProtocol, ServiceProtocol as ServiceProtocol
+from .crc import crc32_combine as crc32_combine, crc32_update as crc32_update
 from .messages import (
     AddrParam as AddrParam,
     AddrRetn as AddrRetn,

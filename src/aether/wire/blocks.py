@@ -14,14 +14,13 @@ The payload follows the header. ``crc32`` is zlib's CRC-32 of the payload.
 from __future__ import annotations
 
 import struct
-import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple, TypeVar
 
 from aether.errors import RemoteProtocolError
 
 from .codes import HEADER_SIZE, ErrorCode
+from .crc import crc32 as crc32, crc32_update as _crc32
 
 _PARAM: Final = struct.Struct("<QIIIIQ")
 _RETN: Final = struct.Struct("<QIIIIQ")
@@ -29,12 +28,6 @@ U64_MAX: Final = (1 << 64) - 1
 
 assert _PARAM.size == HEADER_SIZE and _RETN.size == HEADER_SIZE
 
-
-_crc32: Callable[[bytes | bytearray | memoryview], int]
-try:  # ISA-L computes the same CRC-32 (zlib's polynomial) about ten times faster.
-    from isal.isal_zlib import crc32 as _crc32
-except ImportError:  # pragma: no cover - isal is a dependency; zlib is the fallback
-    _crc32 = zlib.crc32
 
 
 _H = TypeVar("_H", bound=tuple[Any, ...])
@@ -47,11 +40,6 @@ def _new(cls: type[_H], fields: tuple[int, ...]) -> _H:
     """A header from its fields, without the generated ``__new__``'s
     argument handling (checked by the caller: always all five)."""
     return tuple.__new__(cls, fields)
-
-
-def crc32(data: bytes | bytearray | memoryview) -> int:
-    """CRC-32 (the zlib/IEEE polynomial) of ``data``."""
-    return _crc32(data) & 0xFFFFFFFF
 
 
 class ParamHeader(NamedTuple):

@@ -55,19 +55,13 @@ import os
 import struct
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from aether.errors import RemoteProtocolError
 
 from .codes import ErrorCode, FrameKind, Status
-
-_crc32: Callable[[bytes | bytearray | memoryview, int], int]
-try:  # ISA-L: the same CRC-32 as zlib, about ten times faster
-    from isal.isal_zlib import crc32 as _crc32
-except ImportError:  # pragma: no cover - isal is a dependency
-    _crc32 = zlib.crc32
+from .crc import crc32_combine as _crc32_combine, crc32_update as _crc32
 
 MAGIC: Final = 0x3150414D48544541  # b"AETHMAP1", little-endian
 LAYOUT_VERSION: Final = 2  # 2: crc first in the frame header
@@ -270,9 +264,18 @@ class _WriterMethods:
         self.head += room
         self._ctl[self._head_word] = self.head
 
-    def commit(self, kind: int, op_id: int, arg: int, length: int, flags: int = 0) -> None:
+    def commit(self, kind: int, op_id: int, arg: int, length: int, flags: int = 0,
+               tail_crc: tuple[int, int] | None = None) -> None:
         """Publish the frame reserved last (its payload already in place);
-        ``flags`` FLAG_HEADER_CRC leaves the payload out of the crc."""
+        ``flags`` FLAG_HEADER_CRC leaves the payload out of the crc.
+
+        ``tail_crc``: ``(crc, n)``, the CRC-32 of the payload's last ``n``
+        bytes as its writer summed them; the frame's crc then reads only the
+        header and the bytes before them. A wrong one makes a frame the
+        reader rejects (the session ends), never a frame it accepts wrongly.
+        """
+        if tail_crc is not None and not 0 <= tail_crc[1] <= length:
+            raise ValueError(f"a crc of the last {tail_crc[1]} bytes of a {length}-byte payload")
         pos = self._pos
         if pos < 0:
             raise RuntimeError("commit without reserve")
@@ -287,7 +290,12 @@ class _WriterMethods:
         seq = self.seq
         _BODY.pack_into(data, pos + 4, seq, op_id, kind, flags, arg, length, 0)
         end = pos + FRAME_SIZE + (0 if flags & FLAG_HEADER_CRC else length)
-        _CRC.pack_into(data, pos, _crc32(data[pos + 4:end], 0) & _U32)
+        if tail_crc is None or flags & FLAG_HEADER_CRC:
+            crc = _crc32(data[pos + 4:end], 0)
+        else:
+            summed, n = tail_crc
+            crc = _crc32_combine(_crc32(data[pos + 4:end - n], 0), summed, n)
+        _CRC.pack_into(data, pos, crc & _U32)
         self.seq = (seq + 1) & _U32
         head += FRAME_SIZE + ((length + 7) & ~7)
         self.head = head
