@@ -881,9 +881,10 @@ class Client:
 
         ``checksum=False`` (mapping transport) leaves the payload out of the
         frame's crc, saving the service's pass over the data (and the
-        client's, when the loan is not filled by ``Loan.write``); the service accepts that
-        only for operations that read opaque bytes (``aether.sink``) and
-        rejects the parameters (REJECTED_BAD_PARAMS) of any other."""
+        client's, when the loan is not filled by ``Loan.write``); the
+        service accepts that only for operations that read opaque bytes
+        (``aether.sink``) and rejects the parameters (REJECTED_BAD_PARAMS) of
+        any other."""
         spec, prefix = loan_prefix(params, size)
         if self.registry.by_code(spec.code) is not spec:
             raise SchemaError(f"{spec.name} is not in this client's schema")

@@ -93,7 +93,7 @@ class MemoryClientSide:
                 summed, tail = tail_crc
                 if not 0 <= tail <= n:
                     raise ValueError(f"a crc of the last {tail} bytes of a {n}-byte payload")
-                crc = wire.crc32_combine(wire.crc32(payload[:n - tail]), summed, tail)
+                crc = wire.crc32_then(payload[:n - tail], summed, tail)
                 header = ParamHeader(op_id, op_code, n, crc, 0)
             view[:wire.HEADER_SIZE] = header.pack()
         finally:

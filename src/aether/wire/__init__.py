@@ -29,7 +29,11 @@ from .codes import (
     Transport as Transport,
 )
 from .connection import ClientProtocol as ClientProtocol, ServiceProtocol as ServiceProtocol
-from .crc import crc32_combine as crc32_combine, crc32_update as crc32_update
+from .crc import (
+    crc32_combine as crc32_combine,
+    crc32_then as crc32_then,
+    crc32_update as crc32_update,
+)
 from .messages import (
     AddrParam as AddrParam,
     AddrRetn as AddrRetn,

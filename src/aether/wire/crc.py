@@ -72,3 +72,9 @@ else:
 def crc32(data: bytes | bytearray | memoryview) -> int:
     """CRC-32 (the zlib/IEEE polynomial) of ``data``."""
     return crc32_update(data) & _U32
+
+
+def crc32_then(head: bytes | bytearray | memoryview, summed: int, n: int) -> int:
+    """The CRC-32 of ``head`` followed by ``n`` bytes whose CRC-32 is
+    ``summed`` (their writer's sum: those bytes are not read)."""
+    return crc32_combine(crc32_update(head), summed, n) & _U32

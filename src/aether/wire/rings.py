@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any, Final
 from aether.errors import RemoteProtocolError
 
 from .codes import ErrorCode, FrameKind, Status
-from .crc import crc32_combine as _crc32_combine, crc32_update as _crc32
+from .crc import crc32_then as _crc32_then, crc32_update as _crc32
 
 MAGIC: Final = 0x3150414D48544541  # b"AETHMAP1", little-endian
 LAYOUT_VERSION: Final = 2  # 2: crc first in the frame header
@@ -294,7 +294,7 @@ class _WriterMethods:
             crc = _crc32(data[pos + 4:end], 0)
         else:
             summed, n = tail_crc
-            crc = _crc32_combine(_crc32(data[pos + 4:end - n], 0), summed, n)
+            crc = _crc32_then(data[pos + 4:end - n], summed, n)
         _CRC.pack_into(data, pos, crc & _U32)
         self.seq = (seq + 1) & _U32
         head += FRAME_SIZE + ((length + 7) & ~7)
