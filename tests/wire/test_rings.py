@@ -320,3 +320,178 @@ def test_an_uninitialised_native_ring_raises_instead_of_crashing() -> None:
     for method in (reader.pending, reader.poll, reader.release):
         with pytest.raises(ValueError, match="not initialised"):
             method()
+
+
+# -- a loan summed while it is filled (words 56-57: FillNotice, LoanSums) ----------------
+BIG_RING = 512 * 1024
+BIG = rings.PRESUM_MIN + 10_000  # frames from PRESUM_MIN on ask the reader's sums
+
+
+def summing_pair() -> tuple[rings.RingWriter, rings.RingReader, rings.FillNotice,
+                            rings.LoanSums, memoryview]:
+    writer, reader, ctl, req = pair(BIG_RING)
+    sums = rings.LoanSums(ctl, req)
+    reader.sums = sums
+    return writer, reader, rings.FillNotice(ctl), sums, req
+
+
+def fill_in_pieces(writer: rings.RingWriter, notice: rings.FillNotice, sums: rings.LoanSums,
+                   payload: bytes, cuts: list[int], looks: list[bool]) -> memoryview:
+    """Reserve, announce and write ``payload`` piece by piece, the reader
+    summing after the pieces ``looks`` says; returns the loan's view."""
+    view = writer.reserve(len(payload))
+    notice.begin(writer.loan_offset)
+    done = 0
+    for cut, look in zip(cuts, looks, strict=True):
+        view[done:cut] = payload[done:cut]
+        notice.filled(cut)
+        done = cut
+        if look:
+            sums.advance()
+    view[done:] = payload[done:]
+    return view
+
+
+def read_frame(reader: rings.RingReader) -> bytes:
+    frame = reader.poll()
+    assert frame is not None
+    data = bytes(frame[3])
+    frame[3].release()
+    reader.release()
+    return data
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_a_loan_summed_while_filled_is_read_again_only_past_the_sum(data: st.DataObject
+                                                                    ) -> None:
+    writer, reader, notice, sums, _req = summing_pair()
+    seed = data.draw(st.integers(0, 255))
+    payload = bytes((seed + i * 7) & 0xFF for i in range(BIG))
+    cuts = sorted(data.draw(st.sets(st.integers(1, BIG), min_size=1, max_size=6)))
+    looks = data.draw(st.lists(st.booleans(), min_size=len(cuts), max_size=len(cuts)))
+    fill_in_pieces(writer, notice, sums, payload, cuts, looks)
+    summed_at_send = max((c for c, look in zip(cuts, looks, strict=True) if look), default=0)
+    writer.commit(FrameKind.EXECUTE, 1, 5, BIG)  # the writer's crc reads it all
+    assert read_frame(reader) == payload
+    assert sums.presummed == summed_at_send  # the check skipped exactly what was summed
+
+
+def test_bytes_changed_after_the_sum_without_a_retraction_fail_the_crc() -> None:
+    """The reader really uses its sum: a writer that breaks its word (changes
+    summed bytes without retracting) spoils its own frame."""
+    writer, reader, notice, sums, _req = summing_pair()
+    payload = bytes(range(256)) * (BIG // 256) + b"x" * (BIG % 256)
+    view = fill_in_pieces(writer, notice, sums, payload, [BIG // 2], [True])
+    view[10:11] = b"!"
+    writer.commit(FrameKind.EXECUTE, 1, 5, BIG)
+    with pytest.raises(RemoteProtocolError, match="crc"):
+        reader.poll()
+
+
+def test_a_retraction_makes_the_reader_read_it_all() -> None:
+    writer, reader, notice, sums, _req = summing_pair()
+    payload = b"a" * BIG
+    view = fill_in_pieces(writer, notice, sums, payload, [BIG // 2], [True])
+    notice.retract()
+    view[10:11] = b"!"
+    writer.commit(FrameKind.EXECUTE, 1, 5, BIG)
+    assert read_frame(reader) == b"a" * 10 + b"!" + b"a" * (BIG - 11)
+    assert sums.presummed == 0
+
+
+def test_a_retraction_while_the_reader_sums_drops_the_sum(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """Writer and reader at once: the writer retracts and changes a summed
+    byte while the reader is reading those bytes. The reader's second look
+    at the word sees the retraction and keeps no sum."""
+    writer, reader, notice, sums, _req = summing_pair()
+    view = fill_in_pieces(writer, notice, sums, b"b" * BIG, [BIG], [False])
+    real = rings._crc32
+
+    def crc_with_a_writer_in_between(buf: memoryview, value: int = 0) -> int:
+        monkeypatch.setattr(rings, "_crc32", real)
+        got = real(buf, value)  # the reader read the old bytes...
+        notice.retract()  # ...and the writer retracted and changed one
+        view[0:1] = b"!"
+        return got
+
+    monkeypatch.setattr(rings, "_crc32", crc_with_a_writer_in_between)
+    assert not sums.advance()
+    writer.commit(FrameKind.EXECUTE, 1, 5, BIG)
+    assert read_frame(reader) == b"!" + b"b" * (BIG - 1)
+    assert sums.presummed == 0
+
+
+def test_an_abandoned_loan_s_sum_is_not_used_for_the_next_frame_there() -> None:
+    for announce_next in (False, True):
+        writer, reader, notice, sums, _req = summing_pair()
+        fill_in_pieces(writer, notice, sums, b"c" * BIG, [BIG], [True])
+        notice.retract()  # abandoned (MappedCalls.abandon_loan retracts)
+        view = writer.reserve(BIG)  # the next frame, at the same place
+        if announce_next:
+            notice.begin(writer.loan_offset)
+        view[:] = b"d" * BIG
+        writer.commit(FrameKind.EXECUTE, 1, 5, BIG)
+        assert read_frame(reader) == b"d" * BIG
+
+
+def test_a_spent_sum_is_not_used_for_a_later_frame_at_the_same_place() -> None:
+    """A loan's frame read, the reader looks at the words once more (the
+    writer's last count came after its last look): that loan is spent, so
+    a frame landing at the same offset after the ring wrapped is read
+    whole, not checked against the old loan's sum."""
+    writer, reader, notice, sums, _req = summing_pair()
+    view = fill_in_pieces(writer, notice, sums, b"e" * BIG, [1000], [True])
+    notice.filled(BIG)
+    writer.commit(FrameKind.EXECUTE, 1, 5, BIG)
+    notice.end()
+    assert read_frame(reader) == b"e" * BIG
+    assert not sums.advance()
+    # Fill the rest of the ring so that the next big frame starts at offset 0.
+    op_id = 2
+    while writer.head % BIG_RING + rings.frame_span(BIG) <= BIG_RING:
+        writer.put(FrameKind.EXECUTE, op_id, 5, b"f" * 100)
+        assert read_frame(reader) == b"f" * 100
+        op_id += 1
+    view = writer.reserve(BIG)
+    assert writer.loan_offset == rings.FRAME_SIZE  # where the first loan's payload was
+    view[:] = b"g" * BIG
+    writer.commit(FrameKind.EXECUTE, op_id, 5, BIG)
+    assert read_frame(reader) == b"g" * BIG
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, (1 << 64) - 1), st.integers(0, (1 << 64) - 1), st.binary(max_size=64))
+def test_scribbled_fill_words_never_break_the_reader(at: int, filled: int, noise: bytes) -> None:
+    """Words 56-57 are the writer's claim: any values give no exception and
+    an honest frame written afterwards is read correctly."""
+    writer, reader, _notice, sums, req = summing_pair()
+    ctl = sums._ctl
+    req[:len(noise)] = noise
+    ctl[rings.W_LOAN_AT] = at
+    ctl[rings.W_LOAN_FILLED] = filled
+    sums.advance()
+    writer.reserve(BIG)[:] = b"h" * BIG
+    writer.commit(FrameKind.EXECUTE, 1, 5, BIG)
+    sums.advance()
+    assert read_frame(reader) == b"h" * BIG
+
+
+def test_the_fill_notice_words() -> None:
+    ctl = memoryview(bytearray(rings.CONTROL_BYTES)).cast("Q")
+    notice = rings.FillNotice(ctl)
+    notice.filled(5)  # nothing announced: nothing said
+    assert ctl[rings.W_LOAN_FILLED] == 0
+    notice.begin(4128)
+    notice.filled(99)
+    assert (ctl[rings.W_LOAN_AT], ctl[rings.W_LOAN_FILLED]) == (1 << 32 | 4128, 1 << 32 | 99)
+    notice.retract()
+    assert ctl[rings.W_LOAN_FILLED] == 1 << 32 | rings.LOAN_RETRACTED
+    notice.filled(100)  # a retracted loan stays retracted
+    assert ctl[rings.W_LOAN_FILLED] == 1 << 32 | rings.LOAN_RETRACTED
+    notice.begin(1 << 32)  # past 4 GiB the word has no room: not announced
+    assert not notice.live and notice.gen == 1
+    notice.gen = rings._U32
+    notice.begin(32)  # generations skip 0, which means "never announced"
+    assert notice.gen == 1 and ctl[rings.W_LOAN_AT] == 1 << 32 | 32

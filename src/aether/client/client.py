@@ -981,6 +981,11 @@ class Client:
             raise
         return op
 
+    def _loan_progress(self) -> MappedCalls | None:
+        """Where ``Loan.write`` reports how far it filled a loan (the mapping
+        transport's rings), or None."""
+        return self._mapped if self._loan_mapped else None
+
     def _end_loan(self) -> None:
         if self._loan_memory:
             self._loan_memory = False

@@ -76,6 +76,11 @@ class Loan:
         self._written = 0  # bytes write() has filled, from the start
         self._summed = 0  # their CRC-32
         self._exposed = False  # buffer was handed out: the sum may be stale
+        self._prefix_len = len(prefix)
+        # The mapping transport's rings, told how far write() got so that the
+        # service sums the payload meanwhile (only with the crc, and until the
+        # buffer is handed out).
+        self._progress = client._loan_progress() if checksum else None
 
     @property
     def buffer(self) -> memoryview:
@@ -83,6 +88,9 @@ class Loan:
         # Whoever holds this view can change what write() summed, so the frame's
         # crc is then computed over the whole payload at the end, as without write().
         self._exposed = True
+        if self._progress is not None:
+            self._progress.loan_exposed()
+            self._progress = None
         return self._buffer
 
     @property
@@ -97,8 +105,11 @@ class Loan:
 
         The bytes are summed into the frame's crc right after they are copied,
         chunk by chunk, while they are in the cache: a loan filled this way
-        is not read a second time when it is sent. (Touching :attr:`buffer`
-        too is allowed; the crc is then computed over the whole payload.)
+        is not read a second time when it is sent. On the mapping transport
+        a large loan also says how far it is filled, and the service sums
+        those bytes for its own check while the rest is written. (Touching
+        :attr:`buffer` too is allowed; both crcs then read the whole
+        payload at the send.)
         """
         if self._done:
             raise ValueError("this loan was already used or released")
@@ -111,12 +122,15 @@ class Loan:
         dst = self._buffer
         summed = self._summed
         checksum = self.checksum
+        progress = self._progress
         for offset in range(0, n, _WRITE_CHUNK):
             end = min(offset + _WRITE_CHUNK, n)
             chunk = dst[start + offset:start + end]
             chunk[:] = src[offset:end]
             if checksum:
                 summed = crc32_update(chunk, summed)
+            if progress is not None:
+                progress.loan_filled(self._prefix_len + start + end)
         self._summed = summed
         self._written = start + n
         return n

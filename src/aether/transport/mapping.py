@@ -98,13 +98,14 @@ class _Endpoint:
             osapi.eventfd_signal(self.peer_efd)
 
     def sleep(self, pending: Callable[[], bool], watch: tuple[int, ...],
-              timeout: float | None) -> list[int]:
-        """Announce, re-check ``pending``, then block until our doorbell or one
-        of ``watch`` is readable or ``timeout`` passes. Returns the readable
-        descriptors of ``watch`` (an empty list: look at the ring again)."""
+              timeout: float | None, announce: int = rings.SLEEPING) -> list[int]:
+        """Announce (``announce`` in our sleeping word), re-check ``pending``,
+        then block until our doorbell or one of ``watch`` is readable or
+        ``timeout`` passes. Returns the readable descriptors of ``watch`` (an
+        empty list: look at the ring again)."""
         ctl = self.ctl
         word = self.my_word
-        ctl[word] = 1
+        ctl[word] = announce
         rings.fence()
         try:
             if pending():
@@ -155,6 +156,9 @@ class MappingServiceSide(_Endpoint):
         # efds[0]: the client rings it (requests); efds[1]: we ring it (replies)
         super().__init__(region, efds[0], efds[1])
         self.requests = rings.request_reader(region.ctl, region.request_bytes)
+        # A loan's payload summed while the client writes it (rings.LoanSums)
+        self.sums = rings.LoanSums(region.ctl, region.request_bytes)
+        self.requests.sums = self.sums
         self.replies = rings.reply_writer(region.ctl, region.reply_bytes)
         self.replies.bell_word = self.peer_word
         self.ops = rings.ServiceRingOps(last_op_id)

@@ -45,6 +45,9 @@
 /* Above this many bytes the crc is left to the configured crc32 (ISA-L,
  * ~9 GB/s); below it the table version here is faster than the call. */
 #define CRC_IN_C_MAX 2048
+/* rings.PRESUM_MIN: from this payload size a frame's crc asks the reader's
+ * `sums` (rings.LoanSums), which may have summed the payload ahead. */
+#define PRESUM_MIN 65536
 
 static PyObject *corrupt_factory; /* rings._corrupt(what) -> exception */
 static PyObject *crc32_func;      /* crc32(buffer, start) -> int */
@@ -430,6 +433,7 @@ typedef struct {
     PyObject *ctl;
     PyObject *data;
     PyObject *kinds;
+    PyObject *sums; /* rings.LoanSums or NULL/None */
     Py_ssize_t size, head_word, tail_word;
     unsigned long long tail, seq;
     long long next;
@@ -491,6 +495,7 @@ Reader_dealloc(Reader *self)
     Py_CLEAR(self->ctl);
     Py_CLEAR(self->data);
     Py_CLEAR(self->kinds);
+    Py_CLEAR(self->sums);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -500,7 +505,22 @@ Reader_traverse(Reader *self, visitproc visit, void *arg)
     Py_VISIT(self->ctl);
     Py_VISIT(self->data);
     Py_VISIT(self->kinds);
+    Py_VISIT(self->sums);
     return 0;
+}
+
+/* sums.frame_crc(header, start, end) as an int; -1 with an exception set. */
+static int64_t
+sums_crc(PyObject *sums, Py_ssize_t header, Py_ssize_t start, Py_ssize_t end)
+{
+    PyObject *res = PyObject_CallMethod(sums, "frame_crc", "nnn", header, start, end);
+    if (res == NULL)
+        return -1;
+    unsigned long long v = PyLong_AsUnsignedLongLong(res);
+    Py_DECREF(res);
+    if (v == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    return (int64_t)(v & 0xFFFFFFFFu);
 }
 
 static inline int
@@ -678,7 +698,11 @@ Reader_poll(Reader *self, PyObject *Py_UNUSED(ignored))
         }
         Py_ssize_t start = (Py_ssize_t)pos + FRAME_SIZE;
         Py_ssize_t end = start + (Py_ssize_t)length;
-        int64_t got = frame_crc(self->data, data, (Py_ssize_t)pos + 4, flags ? start : end);
+        int64_t got;
+        if (!flags && length >= PRESUM_MIN && self->sums != NULL && self->sums != Py_None)
+            got = sums_crc(self->sums, (Py_ssize_t)pos + 4, start, end);
+        else
+            got = frame_crc(self->data, data, (Py_ssize_t)pos + 4, flags ? start : end);
         if (got < 0)
             goto out;
         if ((uint32_t)got != crc) {
@@ -773,6 +797,8 @@ static PyMemberDef Reader_members[] = {
     {"seq", T_ULONGLONG, offsetof(Reader, seq), 0, "the next frame's sequence number"},
     {"_next", T_LONGLONG, offsetof(Reader, next), READONLY, NULL},
     {"flags", T_UINT, offsetof(Reader, flags), READONLY, "flags of the frame polled last"},
+    {"sums", T_OBJECT, offsetof(Reader, sums), 0,
+     "rings.LoanSums for a loan's crc summed ahead, or None"},
     {NULL}};
 
 static PyTypeObject ReaderType = {

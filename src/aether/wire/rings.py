@@ -9,7 +9,13 @@ each index on its own cache line so the two ends never write one line::
     word 0 magic | 1 layout version | 2 ring size
     word 8  request head (client)   | word 16 request tail (service)
     word 24 reply head (service)    | word 32 reply tail (client)
-    word 40 service sleeping (1/0)  | word 48 client sleeping (1/0)
+    word 40 service sleeping (0/1/2)| word 48 client sleeping (1/0)
+    word 56 loan at (client)        | word 57 loan filled (client)
+
+Words 56-57 are optional (a reader that ignores them loses nothing): a
+client filling a large loan in order says how far it got, so the service
+can sum the payload for its crc while the client is still writing it
+(:class:`FillNotice`, :class:`LoanSums`).
 
 Heads and tails are byte counters that only grow; a frame starts at
 ``counter % ring_size``, 8-byte aligned, and never wraps: a producer that
@@ -61,7 +67,11 @@ from typing import TYPE_CHECKING, Any, Final
 from aether.errors import RemoteProtocolError
 
 from .codes import ErrorCode, FrameKind, Status
-from .crc import crc32_then as _crc32_then, crc32_update as _crc32
+from .crc import (
+    crc32_combine as _crc32_combine,
+    crc32_then as _crc32_then,
+    crc32_update as _crc32,
+)
 
 MAGIC: Final = 0x3150414D48544541  # b"AETHMAP1", little-endian
 LAYOUT_VERSION: Final = 2  # 2: crc first in the frame header
@@ -87,6 +97,16 @@ W_REP_HEAD: Final = 24
 W_REP_TAIL: Final = 32
 W_SERVICE_SLEEPING: Final = 40
 W_CLIENT_SLEEPING: Final = 48
+W_LOAN_AT: Final = 56  # gen << 32 | ring offset of the loan's payload
+W_LOAN_FILLED: Final = 57  # gen << 32 | payload bytes filled, or LOAN_RETRACTED
+LOAN_RETRACTED: Final = 0xFFFFFFFF
+# The service's sleeping word: 1 wake me for a frame; 2 also for a loan's
+# fill moving on (it sums loans ahead and a stalled fill sent it to sleep).
+SLEEPING: Final = 1
+SLEEPING_SUMS_LOANS: Final = 2
+# A reader leaves frames shorter than this to its own crc pass: summing ahead
+# pays only where the pass costs more than the bookkeeping (C: _ringc.c).
+PRESUM_MIN: Final = 65536
 
 FRAME: Final = struct.Struct("<IIQHHIII")  # crc, seq, op_id, kind, flags, arg, length, reserved
 assert FRAME.size == FRAME_SIZE
@@ -209,6 +229,11 @@ class _WriterMethods:
     @property
     def capacity(self) -> int:
         return self._size - FRAME_SIZE
+
+    @property
+    def loan_offset(self) -> int:
+        """Ring offset of the payload of the frame reserved last."""
+        return self._pos + FRAME_SIZE
 
     def peer_tail(self) -> int:
         """The consumer's tail, checked: head - size <= tail <= head."""
@@ -399,11 +424,13 @@ class PyRingReader:
         "flags",
         "kinds",
         "seq",
+        "sums",
         "tail",
     )
 
     def __init__(self, ctl: memoryview, data: memoryview, head_word: int, tail_word: int,
                  kinds: frozenset[int]) -> None:
+        self.sums: LoanSums | None = None  # a loan's crc summed ahead (request ring)
         self._ctl = ctl
         self._data = data
         self._size = len(data)
@@ -482,7 +509,12 @@ class PyRingReader:
                 raise _corrupt(f"frame kind 0x{kind:x} flags {flags} reserved {reserved}")
             start = pos + FRAME_SIZE
             end = start + length
-            if (_crc32(data[pos + 4:start if flags else end], 0) & _U32) != crc:
+            sums = self.sums
+            if sums is not None and not flags and length >= PRESUM_MIN:
+                got = sums.frame_crc(pos + 4, start, end)
+            else:
+                got = _crc32(data[pos + 4:start if flags else end], 0) & _U32
+            if got != crc:
                 raise _corrupt(f"frame {seq} fails its crc32")
             self.flags = flags
             self.seq = (seq + 1) & _U32
@@ -508,6 +540,130 @@ class PyRingReader:
             self.tail = nxt
             self._ctl[self._tail_word] = nxt
 
+
+
+class FillNotice:
+    """The writer's side of words 56-57: how far the loan it holds is filled.
+
+    Each announced loan gets a new generation (1..2^32-1), so a sum the
+    reader took of an abandoned loan is never taken for the next loan at the
+    same place. :meth:`retract` must come before the loan's bytes change out
+    of order (``Loan.buffer``) and before a loan is abandoned: the reader
+    then drops what it summed. A retracted loan is not announced again.
+    """
+
+    __slots__ = ("_ctl", "gen", "live")
+
+    def __init__(self, ctl: memoryview) -> None:
+        self._ctl = ctl
+        self.gen = 0
+        self.live = False
+
+    def begin(self, offset: int) -> None:
+        """Announce a loan whose payload starts at ring offset ``offset``
+        (not past 4 GiB, where the word has no room: such loans stay quiet)."""
+        if not 0 <= offset <= _U32:
+            return
+        gen = self.gen % _U32 + 1
+        self.gen = gen
+        self._ctl[W_LOAN_AT] = gen << 32 | offset  # before any count of this gen
+        self.live = True
+
+    def filled(self, n: int) -> None:
+        """The loan's first ``n`` payload bytes are written and final."""
+        if self.live and n < LOAN_RETRACTED:
+            self._ctl[W_LOAN_FILLED] = self.gen << 32 | n
+
+    def retract(self) -> None:
+        """What :meth:`filled` said no longer holds (or the loan is gone)."""
+        if self.live:
+            self.live = False
+            self._ctl[W_LOAN_FILLED] = self.gen << 32 | LOAN_RETRACTED
+
+    def end(self) -> None:
+        """The loan's frame is published: nothing more to say about it."""
+        self.live = False
+
+
+class LoanSums:
+    """The reader's side of words 56-57: the CRC-32 of a loan's payload,
+    summed while the writer is still filling it, so that the frame's crc
+    check reads again only what came after (:meth:`frame_crc`).
+
+    The words are the writer's claim. Offsets are kept within the ring, so
+    a false one costs only a pass over our own mapping; a claim broken
+    afterwards (bytes changed after they were summed, without a retraction)
+    makes the writer's own frame fail its crc, never pass one it should not.
+    A sum is used only for the frame at the announced offset, of the
+    generation still announced and not retracted, and once.
+    """
+
+    __slots__ = ("_ctl", "_data", "_done_gen", "_seen", "crc", "gen", "offset", "presummed",
+                 "summed")
+
+    def __init__(self, ctl: memoryview, data: memoryview) -> None:
+        self._ctl = ctl
+        self._data = data
+        self._seen = 0  # the fill word as advance() last saw it
+        self._done_gen = 0  # the generation whose frame was read last
+        self.gen = 0  # the generation summed (0: none)
+        self.offset = 0
+        self.summed = 0
+        self.crc = 0
+        self.presummed = 0  # bytes whose second read the check was spared (a counter)
+
+    def moved(self) -> bool:
+        """True when the writer said something since :meth:`advance` looked."""
+        return bool(self._ctl[W_LOAN_FILLED] != self._seen)
+
+    def advance(self) -> bool:
+        """Sum what the writer filled since we last looked; True if we did."""
+        ctl = self._ctl
+        word: int = ctl[W_LOAN_FILLED]
+        if word == self._seen:
+            return False
+        self._seen = word
+        gen = word >> 32
+        filled = word & _U32
+        at: int = ctl[W_LOAN_AT]
+        offset = at & _U32
+        if (gen == 0 or gen == self._done_gen or filled == LOAN_RETRACTED or at >> 32 != gen
+                or offset > len(self._data) or filled > len(self._data) - offset):
+            self.gen = 0
+            return False
+        if gen != self.gen or offset != self.offset:
+            self.gen, self.offset, self.summed, self.crc = gen, offset, 0, 0
+        done = self.summed
+        if filled <= done:
+            return False
+        crc = _crc32(self._data[offset + done:offset + filled], self.crc)
+        # The writer retracts before it changes summed bytes: a retraction
+        # stored before any change we read is visible now (x86 keeps stores
+        # in order and loads in order).
+        after: int = ctl[W_LOAN_FILLED]
+        if after >> 32 != gen or after & _U32 == LOAN_RETRACTED:
+            self.gen = 0
+            return False
+        self.summed, self.crc = filled, crc
+        return True
+
+    def frame_crc(self, header: int, start: int, end: int) -> int:
+        """CRC-32 of the ring's bytes ``[header, end)``: a frame's header
+        from its fifth byte, then its payload ``[start, end)``."""
+        data = self._data
+        ctl = self._ctl
+        gen, n = self.gen, self.summed
+        self.gen = 0
+        word: int = ctl[W_LOAN_FILLED]
+        at: int = ctl[W_LOAN_AT]
+        if at >> 32 == word >> 32 and at & _U32 == start:
+            self._done_gen = word >> 32  # this is that loan's frame: its sum is spent
+        if (gen and gen == word >> 32 and start == self.offset and n <= end - start
+                and word & _U32 != LOAN_RETRACTED):
+            self.presummed += n
+            head = _crc32(data[header:start], 0)
+            return _crc32(data[start + n:end], _crc32_combine(head, self.crc, n)) & _U32
+        return _crc32(data[header:end], 0) & _U32
 
 
 # The C extension (aether/wire/_ringc.c) does the same per-frame work in a
