@@ -98,6 +98,10 @@ _SOCKET = Transport.SOCKET
 # While a client fills a large loan: how long each look for its frame spins
 # before the next chunk is summed (a 256 KiB chunk is written in ~15-20 µs).
 _LOAN_LOOK = 20e-6
+# ... and how long a fill may stand still before the session sleeps (to be
+# woken by the next report), even in a service that never spins otherwise:
+# sleeping between two reports costs the client a doorbell write per chunk.
+_LOAN_STALL = 50e-6
 # A request frame as the ring reader gives it: kind, op id, arg, payload.
 Frame = tuple[int, int, int, memoryview]
 # Built-ins whose parameters are decoded as views of the received payload.
@@ -127,8 +131,11 @@ class Session:
             send_timeout=host.limits.send_timeout, buffer_size=SOCKET_BUFFER,
         )
         self.peer = osapi.peer_credentials(sock)
-        # Spinning for the next request only pays if the client can run meanwhile.
-        self._spin = 0.0 if osapi.one_cpu_with(self.peer.pid) else host.limits.spin
+        # Spinning for the next request, or summing a loan while the client
+        # writes it, only pays if the client can run meanwhile: sharing one
+        # CPU, the two only take turns.
+        self._sums_loans = not osapi.one_cpu_with(self.peer.pid)
+        self._spin = host.limits.spin if self._sums_loans else 0.0
         self.pidfd: int | None
         if not host.pidfd_supported:
             self.pidfd = None
@@ -435,13 +442,13 @@ class Session:
                 self._goodbye(GoodbyeReason.SHUTDOWN, "service is stopping")
             # A lone idle session spins for the next request (the host's other
             # sessions would want the CPU): take() looks at once, then spins.
-            streaming = op is None and self._spin and self.host.session_count <= 1
-            if streaming:
-                frame = reader.take(self._spin)
-                if frame is None and mapping.sums.moved():
-                    frame = self._sum_loan_meanwhile(mapping)
-            else:
-                frame = reader.poll()
+            alone = op is None and self.host.session_count <= 1
+            frame = reader.take(self._spin) if alone and self._spin else reader.poll()
+            # A lone idle session also sums a loan the client is filling
+            # (protocol.md §10.5): work the frame's check would do later.
+            streaming = alone and self._sums_loans
+            if frame is None and streaming and mapping.sums.moved():
+                frame = self._sum_loan_meanwhile(mapping)
             if frame is not None:
                 self._mapped_frame(mapping, *frame)
                 continue
@@ -492,18 +499,20 @@ class Session:
         """The client is filling a large loan (rings.FillNotice): sum its
         payload as it lands, so the frame's crc check reads only the rest.
         Returns the frame once it comes, or None when the fill has not moved
-        for a spin's time (the client is slow or gone: sleep instead)."""
+        for a spin's time (the client is slow or gone: sleep, to be woken by
+        the next report or the frame)."""
         sums = mapping.sums
         reader = mapping.requests
-        stall = self._spin
+        stall = max(self._spin, _LOAN_STALL)
+        look = _LOAN_LOOK
         clock = time.monotonic
         moved_at = clock()
         while not self._closing:
             if sums.advance():
                 moved_at = clock()
-            elif clock() - moved_at > stall:
+            elif clock() - moved_at >= stall:
                 return None
-            frame = reader.take(_LOAN_LOOK)
+            frame = reader.take(look)
             if frame is not None:
                 return frame
         return None
