@@ -252,3 +252,54 @@ def test_new_rings_while_an_operation_runs_is_refused(testsvc: ServiceProcess) -
         assert_serving(testsvc)
     finally:
         peer.close()
+
+
+def test_scribbled_loan_fill_words_break_only_that_session(testsvc: ServiceProcess) -> None:
+    """Words 56-57 (protocol.md §10.5) are the client's claim: thousands of
+    random claims, each with the doorbell rung, leave the service serving;
+    an honest frame they do not name is read correctly, and one they name
+    with a false sum ends only that session."""
+    import random
+
+    rng = random.Random(7)
+    ring = 256 * 1024
+    peer = RawMapPeer(testsvc.socket_path, ring_size=ring)
+    params = {"data": bytes(range(256)) * 400}  # 102 KB: the reader asks its sums
+    try:
+        for _ in range(2000):
+            gen = rng.choice([0, 1, rng.getrandbits(32)])
+            peer.ctl[rings.W_LOAN_AT] = gen << 32 | rng.choice(
+                [0, rings.FRAME_SIZE, ring - 8, ring, rng.getrandbits(32)])
+            peer.ctl[rings.W_LOAN_FILLED] = rng.choice([gen, rng.getrandbits(32)]) << 32 | \
+                rng.choice([0, 1, 4096, ring, rings.LOAN_RETRACTED, rng.getrandbits(32)])
+            peer.ring()
+        # Claims naming another offset: the frame is checked as it lies.
+        peer.ctl[rings.W_LOAN_AT] = 9 << 32 | (rings.FRAME_SIZE + 8)
+        peer.ctl[rings.W_LOAN_FILLED] = 9 << 32 | 4096
+        peer.ring()
+        peer.execute(0x0004, params)
+        frame = None
+        deadline = time.monotonic() + 5
+        while frame is None and time.monotonic() < deadline:
+            frame = peer.reader.poll()
+        assert frame is not None and frame[:3] == (FrameKind.DONE, 1, Status.OK)
+        peer.reader.release()
+        assert_serving(testsvc)
+        # A claim naming the next frame's payload, whose bytes then change:
+        # the service's sum is of the old bytes, so the frame fails its crc.
+        offset = peer.writer.head % ring + rings.FRAME_SIZE
+        peer.region.request_bytes[offset:offset + 4096] = b"\xee" * 4096
+        peer.ctl[rings.W_LOAN_AT] = 10 << 32 | offset
+        peer.ctl[rings.W_LOAN_FILLED] = 10 << 32 | 4096
+        # The service's sleeping word is in our mapping too: cleared here, it
+        # says 2 again only once the service has looked at the claim (summed
+        # it) and gone back to sleep.
+        peer.ctl[rings.W_SERVICE_SLEEPING] = 0
+        peer.ring()
+        wait_until(lambda: peer.ctl[rings.W_SERVICE_SLEEPING] == rings.SLEEPING_SUMS_LOANS, 5,
+                   "the service to sum the claim and sleep", watch_pid=testsvc.pid)
+        peer.execute(0x0004, params)
+        assert peer.closed_by_service(5)
+    finally:
+        peer.close()
+    assert_serving(testsvc)

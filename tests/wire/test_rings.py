@@ -464,18 +464,40 @@ def test_a_spent_sum_is_not_used_for_a_later_frame_at_the_same_place() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.integers(0, (1 << 64) - 1), st.integers(0, (1 << 64) - 1), st.binary(max_size=64))
 def test_scribbled_fill_words_never_break_the_reader(at: int, filled: int, noise: bytes) -> None:
-    """Words 56-57 are the writer's claim: any values give no exception and
-    an honest frame written afterwards is read correctly."""
+    """Words 56-57 are the writer's claim: any values give no exception; a
+    frame written afterwards is read correctly, unless the words claimed its
+    very payload (then summed as the noise it was): that frame fails its crc."""
     writer, reader, _notice, sums, req = summing_pair()
     ctl = sums._ctl
     req[:len(noise)] = noise
     ctl[rings.W_LOAN_AT] = at
     ctl[rings.W_LOAN_FILLED] = filled
     sums.advance()
+    summed = bytes(req[32:32 + BIG])
     writer.reserve(BIG)[:] = b"h" * BIG
     writer.commit(FrameKind.EXECUTE, 1, 5, BIG)
     sums.advance()
-    assert read_frame(reader) == b"h" * BIG
+    gen, n = filled >> 32, filled & rings._U32
+    claimed = (gen != 0 and at >> 32 == gen and at & rings._U32 == rings.FRAME_SIZE
+               and 0 < n <= BIG and summed[:n] != b"h" * n)
+    if claimed:
+        with pytest.raises(RemoteProtocolError, match="crc"):
+            reader.poll()
+    else:
+        assert read_frame(reader) == b"h" * BIG
+
+
+def test_fill_words_naming_the_frame_are_used_even_when_scribbled() -> None:
+    # The case above that random words rarely hit, made on purpose.
+    writer, reader, _notice, sums, _req = summing_pair()
+    ctl = sums._ctl
+    ctl[rings.W_LOAN_AT] = 5 << 32 | rings.FRAME_SIZE
+    ctl[rings.W_LOAN_FILLED] = 5 << 32 | 100
+    assert sums.advance()  # summed 100 zero bytes
+    writer.reserve(BIG)[:] = b"h" * BIG
+    writer.commit(FrameKind.EXECUTE, 1, 5, BIG)
+    with pytest.raises(RemoteProtocolError, match="crc"):
+        reader.poll()
 
 
 def test_the_fill_notice_words() -> None:
