@@ -91,6 +91,20 @@ crc32_table(const uint8_t *p, size_t n)
     return ~crc;
 }
 
+/* The low 32 bits of `res`, a crc a Python call returned (the reference is
+ * taken over; NULL: the call failed); -1 with an exception set on failure. */
+static int64_t
+crc_from_call(PyObject *res)
+{
+    if (res == NULL)
+        return -1;
+    unsigned long long v = PyLong_AsUnsignedLongLong(res);
+    Py_DECREF(res);
+    if (v == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    return (int64_t)(v & 0xFFFFFFFFu);
+}
+
 /* CRC-32 of data[start:end] of the memoryview `data` (whose bytes are at
  * `base`); -1 with an exception set on failure. */
 static int64_t
@@ -105,13 +119,7 @@ frame_crc(PyObject *data, const uint8_t *base, Py_ssize_t start, Py_ssize_t end)
     PyObject *res = zero ? PyObject_CallFunctionObjArgs(crc32_func, part, zero, NULL) : NULL;
     Py_XDECREF(zero);
     Py_DECREF(part);
-    if (res == NULL)
-        return -1;
-    unsigned long long v = PyLong_AsUnsignedLongLong(res);
-    Py_DECREF(res);
-    if (v == (unsigned long long)-1 && PyErr_Occurred())
-        return -1;
-    return (int64_t)(v & 0xFFFFFFFFu);
+    return crc_from_call(res);
 }
 
 /* Raise rings._corrupt(what): the session is over. Always returns NULL. */
@@ -513,14 +521,7 @@ Reader_traverse(Reader *self, visitproc visit, void *arg)
 static int64_t
 sums_crc(PyObject *sums, Py_ssize_t header, Py_ssize_t start, Py_ssize_t end)
 {
-    PyObject *res = PyObject_CallMethod(sums, "frame_crc", "nnn", header, start, end);
-    if (res == NULL)
-        return -1;
-    unsigned long long v = PyLong_AsUnsignedLongLong(res);
-    Py_DECREF(res);
-    if (v == (unsigned long long)-1 && PyErr_Occurred())
-        return -1;
-    return (int64_t)(v & 0xFFFFFFFFu);
+    return crc_from_call(PyObject_CallMethod(sums, "frame_crc", "nnn", header, start, end));
 }
 
 static inline int
