@@ -59,6 +59,9 @@ class ChildLink:
         return result
 
 
+_STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
 class ForkedChild:
     """A forked child running ``body(link)``; its exit code is ``body``'s
     return value (0 if None), 70 if it raised."""
@@ -69,7 +72,16 @@ class ForkedChild:
         from_child_r, from_child_w = os.pipe2(os.O_CLOEXEC)
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        # Ctrl-C during fork() would be lost: Python runs its handler in the
+        # parent's after-fork hooks (logging's lock release), where exceptions
+        # are printed and dropped, and the harness went on as if never asked
+        # to stop. Blocked, the signal waits for the unblock below.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+            raise
         if pid == 0:  # pragma: no cover - runs in the child
             code = 70
             try:
@@ -78,6 +90,7 @@ class ForkedChild:
                 _close_siblings_fds()
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
                 if uid is not None:
                     osapi.drop_privileges(uid)
                     # A uid change leaves the process non-dumpable; an ordinary
@@ -92,13 +105,27 @@ class ForkedChild:
                     pass
             finally:
                 os._exit(code)
-        os.close(to_child_r)
-        os.close(from_child_w)
-        self.pid = pid
-        self.pidfd = osapi.pidfd_open(pid)
-        self._to = to_child_w
-        self._from = from_child_r
-        _parent_fds.update((self._to, self._from, self.pidfd))
+        try:
+            os.close(to_child_r)
+            os.close(from_child_w)
+            self.pid = pid
+            self.pidfd = osapi.pidfd_open(pid)
+            self._to = to_child_w
+            self._from = from_child_r
+            _parent_fds.update((self._to, self._from, self.pidfd))
+        finally:
+            try:  # a Ctrl-C that came meanwhile is raised here...
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+            except BaseException:
+                # ...with this child ended, since no one else knows of it yet.
+                # Our own unreaped child: its pid cannot name another process.
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                for fd in (to_child_w, from_child_r, getattr(self, "pidfd", -1)):
+                    _parent_fds.discard(fd)
+                    if fd >= 0:
+                        os.close(fd)
+                raise
         self._buf = b""
         self.returncode: int | None = None
 
