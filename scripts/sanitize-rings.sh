@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Build the ring extension (src/aether/wire/_ringc.c) with AddressSanitizer
+# Build the C extensions (src/aether/wire/_ringc.c, the rings, and
+# _crccopy.c, the fused copy and crc of Loan.write) with AddressSanitizer
 # and UndefinedBehaviorSanitizer in a scratch copy of the tree, and run the
-# tests that drive it (the ring tests, the hostile and adversarial mapping
+# tests that drive them (the ring tests, the hostile and adversarial mapping
 # tests, the conformance suite: real services and clients as subprocesses,
 # which load the same sanitized build). Any out-of-bounds access or
 # undefined behaviour aborts the process that hit it, so the run fails.
@@ -25,11 +26,13 @@ trap 'rm -rf "$scratch"' EXIT
 cp -r src tests fuzz pyproject.toml "$scratch"/
 suffix=$("$python" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 include=$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
-rm -f "$scratch"/src/aether/wire/_ringc*.so
-gcc -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined \
-    -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror \
-    -fPIC -shared -I"$include" src/aether/wire/_ringc.c \
-    -o "$scratch/src/aether/wire/_ringc$suffix"
+for name in _ringc _crccopy; do
+    rm -f "$scratch"/src/aether/wire/$name*.so
+    gcc -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+        -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror \
+        -fPIC -shared -I"$include" "src/aether/wire/$name.c" \
+        -o "$scratch/src/aether/wire/$name$suffix"
+done
 
 export LD_PRELOAD
 LD_PRELOAD=$(gcc -print-file-name=libasan.so)
@@ -39,10 +42,10 @@ export ASAN_OPTIONS="detect_leaks=0:log_path=$scratch/sanitizer"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$scratch/sanitizer"
 export PYTHONPATH="$scratch/src"
 cd "$scratch"
-"$python" -c 'import aether.wire.rings as r, sys; sys.exit(0 if r.NATIVE and r.__file__.startswith(sys.argv[1]) else "the sanitized build was not the one loaded")' "$scratch"
+"$python" -c 'import aether.wire.rings as r, aether.wire._crccopy as c, sys; sys.exit(0 if r.NATIVE and r.__file__.startswith(sys.argv[1]) and c.__file__.startswith(sys.argv[1]) else "the sanitized build was not the one loaded")' "$scratch"
 status=0
 "$python" -m pytest -q -p no:cacheprovider \
-    tests/wire/test_rings.py tests/wire/test_rings_native.py tests/transport \
+    tests/wire/test_rings.py tests/wire/test_rings_native.py tests/wire/test_crccopy.py tests/transport \
     tests/adversarial/test_adv_mapping.py tests/adversarial/test_adv_fuzz.py \
     tests/e2e/test_mapping_short_path.py tests/conformance "$@" || status=$?
 if compgen -G "$scratch/sanitizer.*" >/dev/null; then

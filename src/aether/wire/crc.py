@@ -7,6 +7,10 @@ summed bulk data while copying it (``Loan.write``, where the data is still
 in the cache) add that sum to the header's without a second pass over the
 data; zlib has the function in C but Python's ``zlib`` does not expose it,
 so the fallback is zlib's algorithm (``multmodp``/``x2nmodp``, 1.2.12) here.
+
+``copy_crc32_update`` copies and sums in one pass where the CPU allows it
+(``_crccopy.c``, AVX-512 with VPCLMULQDQ: ``FUSED_COPY``), so bulk data is
+read once; elsewhere it is a copy then ISA-L's crc of the copy.
 """
 
 from __future__ import annotations
@@ -67,6 +71,31 @@ else:
     except ImportError:  # pragma: no cover - isal is a dependency
         crc32_update = zlib.crc32
         crc32_combine = py_crc32_combine
+
+
+def _copy_then_crc32(dst: bytearray | memoryview, src: bytes | bytearray | memoryview,
+                     value: int = 0, /) -> int:
+    """Copy ``src`` into ``dst`` (the same length) and return the CRC-32 of
+    the bytes copied, continuing ``value``."""
+    if len(dst) != len(src):
+        raise ValueError(f"copy_crc32: {len(src)} bytes do not go into {len(dst)}")
+    dst[:] = src
+    return crc32_update(dst, value) & _U32
+
+
+if TYPE_CHECKING:
+    def copy_crc32_update(dst: bytearray | memoryview, src: bytes | bytearray | memoryview,
+                          value: int = 0, /) -> int:
+        """Copy ``src`` into ``dst`` (the same length) and return the CRC-32
+        of the bytes copied, continuing ``value`` (zlib's running form)."""
+
+    FUSED_COPY: bool
+else:
+    try:
+        from ._crccopy import FUSED as FUSED_COPY, copy_crc32 as _fused_copy_crc32
+    except ImportError:  # built without a compiler: the copy, then the crc
+        FUSED_COPY = False
+    copy_crc32_update = _fused_copy_crc32 if FUSED_COPY else _copy_then_crc32
 
 
 def crc32(data: bytes | bytearray | memoryview) -> int:
